@@ -1,0 +1,18 @@
+"""DeBERTa (v1) and DeBERTa-v2/v3 as Keras 3 models for TensorFlow, JAX and PyTorch."""
+
+from keras_deberta.configuration_deberta_v2 import DebertaV2Config
+from keras_deberta.modeling_deberta_v2 import (
+    DebertaV2MainLayer,
+    TFDebertaV2Model,
+    TFDebertaV2PreTrainedModel,
+)
+from presets.errors import CheckpointError, CheckpointNotFoundError
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "DebertaV2Config",
+    "DebertaV2MainLayer",
+    "TFDebertaV2Model",
+    "TFDebertaV2PreTrainedModel",
+]

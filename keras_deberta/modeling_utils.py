@@ -1,0 +1,190 @@
+"""What every DeBERTa model class shares: the HF calling conventions, input checks, and the
+from_pretrained / save_pretrained machinery on top of `presets`."""
+
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from layers.model_io import ModelOutput, unpack_inputs
+from presets import (
+    CheckpointError,
+    collect_tensors,
+    load_tensors_into,
+    read_checkpoint,
+    resolve_checkpoint_dir,
+    save_safetensors,
+)
+from presets.hub import resolve_config_dict
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def concrete_value(x):
+    """x as a numpy array when its value is known now (eager), else None (while tracing)."""
+    if x is None or isinstance(x, keras.KerasTensor):
+        return None
+    if isinstance(x, (np.ndarray, list, tuple, int)):
+        return np.asarray(x)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or tf.is_symbolic_tensor(x):
+            return None
+        return x.numpy()
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+        return x.detach().cpu().numpy()
+    return None
+
+
+def check_index_range(name, x, upper):
+    """Raises when an index tensor has values outside [0, upper).
+
+    JAX and TensorFlow gathers clamp out-of-range ids silently (a wrong answer, no error), so the
+    values are checked here: eagerly in numpy when the values are known, and inside the graph on
+    TensorFlow when traced (tf.debugging.assert_* raises at run time).
+    """
+    value = concrete_value(x)
+    if value is not None:
+        if value.size and (value.min() < 0 or value.max() >= upper):
+            bad = value[(value < 0) | (value >= upper)]
+            raise ValueError(
+                f"{name} must lie in [0, {upper}); found {int(bad.flat[0])} "
+                f"({bad.size} value(s) out of range, min {int(value.min())}, max {int(value.max())})"
+            )
+        return x
+    if keras.backend.backend() == "tensorflow" and not isinstance(x, keras.KerasTensor):
+        import tensorflow as tf
+
+        with tf.control_dependencies([
+            tf.debugging.assert_non_negative(x, message=f"{name} must be >= 0"),
+            tf.debugging.assert_less(x, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
+        ]):
+            return tf.identity(x)
+    return x
+
+
+def check_same_shape(name, x, reference):
+    xs, rs = tuple(x.shape), tuple(reference.shape)
+    if len(xs) != len(rs) or any(a is not None and b is not None and a != b for a, b in zip(xs, rs)):
+        raise ValueError(f"{name} has shape {xs} but input_ids has shape {rs}; they must be equal")
+
+
+class TFPreTrainedModel(keras.Model):
+    """Base of every task model: config handling, Keras serialization, HF checkpoint I/O.
+
+    Subclasses set `config_class`, `base_model_prefix`, `hf_architecture`, implement
+    `hf_weight_specs()` ({hf_name: (variable, transform)}) and `call`.
+    """
+
+    config_class = None
+    base_model_prefix = ""
+    hf_architecture = None
+    # Checkpoint names that may be present without a variable (regexes), and model names that may
+    # be absent from a checkpoint.
+    ignorable_checkpoint_keys = ()
+    optional_model_keys = ()
+
+    def __init__(self, config, **kwargs):
+        if isinstance(config, dict):
+            config = self.config_class.from_dict(config)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        super().__init__(**kwargs)
+        self.config = config
+
+    # --- Keras serialization --------------------------------------------------------------------
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model_config = cls.config_class.from_dict(config.pop("config"))
+        config.pop("dtype", None)
+        return cls(model_config, **config)
+
+    def build_with_dummy_inputs(self):
+        """Creates the variables by one call on a [1, 2] input (subclassed models build lazily)."""
+        if not self.built or not self.weights:
+            ids = np.zeros((1, 2), dtype="int32")
+            self(self.dummy_inputs(ids), training=False)
+        return self
+
+    def dummy_inputs(self, ids):
+        return {"input_ids": ids}
+
+    # --- HF checkpoints -------------------------------------------------------------------------
+    def hf_weight_specs(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, *, config=None, revision=None, **config_overrides):
+        """Builds the model from an HF checkpoint directory or Hub id and loads its weights exactly.
+
+        Args:
+            name_or_path: a directory with config.json and a weights file (model.safetensors,
+                pytorch_model.bin, tf_model.h5 or a sharded index), or a Hub id.
+            config: use this config instead of the checkpoint's config.json.
+            **config_overrides: config fields to change, e.g. `num_labels=3`.
+        """
+        directory = resolve_checkpoint_dir(name_or_path, revision=revision)
+        if config is None:
+            config = cls.config_class.from_dict(resolve_config_dict(directory), **config_overrides)
+        tensors, source = read_checkpoint(directory)
+        model = cls(config)
+        model.build_with_dummy_inputs()
+        model.load_info = model.load_hf_tensors(tensors, source=source)
+        return model
+
+    def load_hf_tensors(self, tensors, source="<tensors>"):
+        tensors = self.rename_checkpoint_tensors(tensors, source)
+        return load_tensors_into(
+            self.hf_weight_specs(),
+            tensors,
+            source=source,
+            prefix=self.base_model_prefix,
+            ignorable=self.ignorable_checkpoint_keys,
+            allow_missing=self.optional_model_keys,
+        )
+
+    def rename_checkpoint_tensors(self, tensors, source):
+        """Hook for family-specific spellings of tensor names (e.g. in HF's TF checkpoints)."""
+        return tensors
+
+    def save_pretrained(self, directory):
+        """Writes config.json and model.safetensors that transformers loads with identical outputs.
+
+        Each file is written to a temporary name and renamed, so an interrupted save never leaves
+        a half-written checkpoint behind.
+        """
+        self.build_with_dummy_inputs()
+        os.makedirs(directory, exist_ok=True)
+        config = self.config
+        if self.hf_architecture:
+            config.architectures = [self.hf_architecture]
+        save_safetensors(collect_tensors(self.hf_weight_specs()), os.path.join(directory, "model.safetensors"))
+        config.save_pretrained(directory)
+
+    # --- calling conventions --------------------------------------------------------------------
+    @staticmethod
+    def finish_output(output, return_dict):
+        if return_dict is False:
+            return output.to_tuple()
+        return output
+
+
+__all__ = [
+    "ENCODER_INPUTS", "ModelOutput", "TFPreTrainedModel", "check_index_range", "check_same_shape",
+    "concrete_value", "unpack_inputs", "CheckpointError",
+]

@@ -1,0 +1,188 @@
+"""DeBERTa's disentangled self-attention: content-to-content plus c2p and p2c position terms."""
+
+import math
+
+import keras
+from keras import ops
+
+from layers.relative_position import diagonal_row_indices, relative_position_rows, skew_to_relative
+
+
+class DisentangledSelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with DeBERTa's relative-position terms.
+
+    score(i, j) = [q_i . k_j + c2p(i, j) + p2c(i, j)] / sqrt(head_size * (1 + number of terms)), where
+    c2p(i, j) = q_i . Kr[row(i - j)] and p2c(i, j) = k_j . Qr[row(i - j)], Kr / Qr being the relative
+    table projected by the key / query projections (`share_att_key`) or by separate
+    `pos_key_proj` / `pos_query_proj`.
+
+    The position terms are computed per diagonal and skewed into place (see
+    `layers.relative_position`): per head, the projected table is gathered once to the
+    [L_q + L_k] diagonals, multiplied, and shifted; nothing of shape [B, H, L, L] is gathered and no
+    integer index tensor larger than [L_q + L_k] exists.
+
+    Args:
+        hidden_size: model width (input and output of the projections' input side).
+        num_heads: number of attention heads.
+        head_size: per-head width (DeBERTa-v2 `attention_head_size`; may differ from
+            hidden_size // num_heads).
+        pos_att_type: subset of ("c2p", "p2c").
+        relative_attention: whether position terms exist at all.
+        share_att_key: position terms reuse query_proj / key_proj.
+        position_buckets: > 0 uses log buckets and a table of 2 * position_buckets rows.
+        max_relative_positions: the relative span (already resolved: > 0).
+        attention_dropout, position_dropout: dropout rates on probabilities and on the table.
+    Call args:
+        hidden_states: [B, L, hidden_size].
+        attention_mask: boolean, [B, L] (key and query padding) or [B, L_q, L_k] pairwise.
+        rel_embeddings: [2 * span, hidden_size] relative table (already layer-normed if configured).
+    Returns:
+        (context [B, L, num_heads * head_size], probabilities [B, H, L, L] or None).
+    """
+
+    def __init__(
+        self,
+        hidden_size,
+        num_heads,
+        head_size=None,
+        pos_att_type=("c2p", "p2c"),
+        relative_attention=True,
+        share_att_key=False,
+        position_buckets=-1,
+        max_relative_positions=512,
+        attention_dropout=0.0,
+        position_dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_size = int(hidden_size)
+        self.num_heads = int(num_heads)
+        self.head_size = int(head_size or hidden_size // num_heads)
+        self.pos_att_type = tuple(pos_att_type or ())
+        unknown = set(self.pos_att_type) - {"c2p", "p2c"}
+        if unknown:
+            raise ValueError(f"pos_att_type may only contain 'c2p' and 'p2c', got {sorted(unknown)}")
+        self.relative_attention = bool(relative_attention)
+        self.share_att_key = bool(share_att_key)
+        self.position_buckets = int(position_buckets)
+        self.max_relative_positions = int(max_relative_positions)
+        self.attention_dropout = float(attention_dropout)
+        self.position_dropout = float(position_dropout)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+        inner = self.num_heads * self.head_size
+        dense = lambda name: keras.layers.Dense(
+            inner, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name
+        )
+        self.query_proj = dense("query_proj")
+        self.key_proj = dense("key_proj")
+        self.value_proj = dense("value_proj")
+        self.pos_key_proj = self.pos_query_proj = None
+        if self.relative_attention and not self.share_att_key:
+            if "c2p" in self.pos_att_type:
+                self.pos_key_proj = dense("pos_key_proj")
+            if "p2c" in self.pos_att_type:
+                self.pos_query_proj = dense("pos_query_proj")
+        self.probs_dropout = keras.layers.Dropout(self.attention_dropout)
+        self.table_dropout = keras.layers.Dropout(self.position_dropout)
+
+        self.span = self.position_buckets if self.position_buckets > 0 else self.max_relative_positions
+        self._rows, self._max_distance = relative_position_rows(
+            self.span, self.position_buckets, self.max_relative_positions
+        )
+        terms = 1 + sum(t in self.pos_att_type for t in ("c2p", "p2c"))
+        self.scale = math.sqrt(self.head_size * terms)
+
+    def build(self, input_shape):
+        for proj in (self.query_proj, self.key_proj, self.value_proj):
+            proj.build(input_shape)
+        for proj in (self.pos_key_proj, self.pos_query_proj):
+            if proj is not None:
+                proj.build((None, self.hidden_size))
+        self.built = True
+
+    def _split_heads(self, x):
+        # [B, L, H * D] -> [B, H, L, D]
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def _project_table(self, table, proj):
+        # [2 * span, hidden] -> [H, 2 * span, D]
+        x = ops.reshape(proj(table), (-1, self.num_heads, self.head_size))
+        return ops.transpose(x, (1, 0, 2))
+
+    def _relative_scores(self, states, table, num_rows, num_cols, flip):
+        """out[b, h, r, c] = states[b, h, r] . table[h, row(d)], d = r - c (or c - r when flip)."""
+        index = diagonal_row_indices(self._rows, self._max_distance, num_rows, num_cols, flip)
+        diagonals = ops.take(table, index, axis=1)  # [H, Lr + Lc, D]
+        scores = ops.einsum("bhrd,hnd->bhrn", states, diagonals)  # [B, H, Lr, Lr + Lc]
+        return skew_to_relative(scores, num_rows, num_cols)  # [B, H, Lr, Lc]
+
+    def call(self, hidden_states, attention_mask=None, rel_embeddings=None, training=False,
+             return_attention_scores=False):
+        query = self._split_heads(self.query_proj(hidden_states))  # [B, H, L, D]
+        key = self._split_heads(self.key_proj(hidden_states))
+        value = self._split_heads(self.value_proj(hidden_states))
+        length = ops.shape(hidden_states)[1]
+
+        # Scaling q before the products keeps float16 scores in range (fp16 overflow is a known
+        # DeBERTa failure); the reference divides k instead, the same value in exact arithmetic.
+        scaled_query = query / ops.cast(self.scale, query.dtype)
+        scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
+
+        if self.relative_attention and self.pos_att_type:
+            if rel_embeddings is None:
+                raise ValueError("relative_attention needs rel_embeddings")
+            table = self.table_dropout(rel_embeddings[: 2 * self.span], training=training)
+            if "c2p" in self.pos_att_type:
+                pos_key = self._project_table(table, self.key_proj if self.share_att_key else self.pos_key_proj)
+                scores = scores + self._relative_scores(scaled_query, pos_key, length, length, flip=False)
+            if "p2c" in self.pos_att_type:
+                pos_query = self._project_table(table, self.query_proj if self.share_att_key else self.pos_query_proj)
+                scaled_key = key / ops.cast(self.scale, key.dtype)
+                # Rows are keys: p2c^T[j, i] = k_j . Qr[row(i - j)], distance seen from the key flipped.
+                p2c = self._relative_scores(scaled_key, pos_query, length, length, flip=True)
+                scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
+
+        # Softmax in float32 whatever the compute dtype: fp16 softmax over large scores gives NaN.
+        scores = ops.cast(scores, "float32")
+        if attention_mask is not None:
+            mask = _pairwise_mask(attention_mask)
+            scores = ops.where(mask, scores, ops.cast(-3.4028234663852886e38, "float32"))
+        probs = ops.softmax(scores, axis=-1)
+        probs = ops.cast(probs, value.dtype)
+        dropped = self.probs_dropout(probs, training=training)
+        context = ops.einsum("bhij,bhjd->bhid", dropped, value)  # [B, H, L, D]
+        context = ops.transpose(context, (0, 2, 1, 3))
+        batch = ops.shape(context)[0]
+        context = ops.reshape(context, (batch, length, self.num_heads * self.head_size))
+        return context, (probs if return_attention_scores else None)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            num_heads=self.num_heads,
+            head_size=self.head_size,
+            pos_att_type=list(self.pos_att_type),
+            relative_attention=self.relative_attention,
+            share_att_key=self.share_att_key,
+            position_buckets=self.position_buckets,
+            max_relative_positions=self.max_relative_positions,
+            attention_dropout=self.attention_dropout,
+            position_dropout=self.position_dropout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
+
+
+def _pairwise_mask(attention_mask):
+    """[B, L] padding mask -> [B, 1, L, L] (query and key valid); [B, Lq, Lk] -> [B, 1, Lq, Lk]."""
+    mask = ops.cast(attention_mask, "bool")
+    if len(mask.shape) == 2:
+        return ops.logical_and(mask[:, None, :, None], mask[:, None, None, :])
+    if len(mask.shape) == 3:
+        return mask[:, None, :, :]
+    return mask

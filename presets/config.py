@@ -1,0 +1,130 @@
+"""A small `config.json` object shared by every model family.
+
+It mirrors the part of transformers' `PretrainedConfig` that users touch: keyword construction with
+HF field names and defaults, `from_pretrained(dir)`, `from_dict`, `to_dict`, `save_pretrained`, and
+the label maps. Keys a subclass does not know are kept as attributes, so a round trip through our
+config never drops what another tool wrote.
+"""
+
+import copy
+import json
+import os
+
+from presets.errors import CheckpointError
+from presets.io import atomic_write_text
+
+CONFIG_NAME = "config.json"
+
+
+class BaseConfig:
+    """Base class: subclasses set `model_type` and pass their own fields to `__init__`."""
+
+    model_type = None
+
+    # Fields every HF config has; subclass fields come on top of these.
+    def __init__(
+        self,
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+        id2label=None,
+        label2id=None,
+        num_labels=None,
+        problem_type=None,
+        tie_word_embeddings=True,
+        torch_dtype=None,
+        dtype=None,
+        architectures=None,
+        **kwargs,
+    ):
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.problem_type = problem_type
+        self.tie_word_embeddings = tie_word_embeddings
+        self.dtype = dtype if dtype is not None else torch_dtype
+        self.architectures = architectures
+        if id2label is not None:
+            # As in HF: an explicit id2label wins over num_labels in the constructor.
+            self.id2label = {int(k): v for k, v in id2label.items()}
+        else:
+            self.num_labels = 2 if num_labels is None else num_labels
+        if label2id is not None and len(label2id) == len(self.id2label):
+            self.label2id = {k: int(v) for k, v in label2id.items()}
+        else:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        # `auto_map` names remote code; we never import it, but keep the key for round trips.
+        for key, value in kwargs.items():
+            if key in ("model_type", "transformers_version"):
+                continue
+            setattr(self, key, value)
+
+    # --- labels ----------------------------------------------------------------------------------
+    @property
+    def num_labels(self):
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value):
+        if value is None or int(value) < 0:
+            raise ValueError(f"num_labels must be a non-negative integer, got {value!r}")
+        if not hasattr(self, "id2label") or len(self.id2label) != value:
+            self.id2label = {i: f"LABEL_{i}" for i in range(int(value))}
+            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    # --- dict / json -----------------------------------------------------------------------------
+    def to_dict(self):
+        out = copy.deepcopy(self.__dict__)
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        if out.get("dtype") is None:
+            out.pop("dtype", None)
+        out["model_type"] = self.model_type
+        return out
+
+    def to_json_string(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, config_dict, **overrides):
+        config_dict = dict(config_dict)
+        model_type = config_dict.get("model_type")
+        if model_type is not None and cls.model_type is not None and model_type != cls.model_type:
+            raise CheckpointError(
+                f"config has model_type {model_type!r}, but {cls.__name__} expects {cls.model_type!r}"
+            )
+        config = cls(**config_dict)
+        # Overrides act after construction, as in HF: `num_labels=3` replaces the label maps.
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+    @classmethod
+    def from_json_file(cls, path, **overrides):
+        try:
+            with open(path, encoding="utf-8") as f:
+                config_dict = json.load(f)
+        except FileNotFoundError:
+            raise CheckpointError(f"no {CONFIG_NAME} at {path}") from None
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(config_dict, dict):
+            raise CheckpointError(f"{path} does not hold a JSON object")
+        return cls.from_dict(config_dict, **overrides)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **overrides):
+        """Reads `config.json` from a directory, a file path, a Hub id or a registry name."""
+        from presets.hub import resolve_config_dict
+
+        config_dict = resolve_config_dict(name_or_path)
+        return cls.from_dict(config_dict, **overrides)
+
+    def save_pretrained(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        atomic_write_text(os.path.join(directory, CONFIG_NAME), self.to_json_string())
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"{type(self).__name__} {self.to_json_string()}"
