@@ -47,12 +47,23 @@ def concrete_value(x):
     return None
 
 
+# In-graph checks of traced ids (TF assert ops, a JAX host callback of two scalars). Exporters that
+# cannot carry such ops may switch them off; eager calls are always checked.
+RUNTIME_INDEX_CHECKS = True
+
+
+def _raise_if_out_of_range(name, upper, low, high):
+    low, high = int(np.asarray(low)), int(np.asarray(high))
+    if low < 0 or high >= upper:
+        raise ValueError(f"{name} must lie in [0, {upper}); found values from {low} to {high}")
+
+
 def check_index_range(name, x, upper):
     """Raises when an index tensor has values outside [0, upper).
 
     JAX and TensorFlow gathers clamp out-of-range ids silently (a wrong answer, no error), so the
-    values are checked here: eagerly in numpy when the values are known, and inside the graph on
-    TensorFlow when traced (tf.debugging.assert_* raises at run time).
+    values are checked: in numpy when they are known now; when traced, by tf.debugging asserts on
+    TensorFlow and by a host callback on the min and max on JAX (both raise at run time).
     """
     value = concrete_value(x)
     if value is not None:
@@ -63,7 +74,10 @@ def check_index_range(name, x, upper):
                 f"({bad.size} value(s) out of range, min {int(value.min())}, max {int(value.max())})"
             )
         return x
-    if keras.backend.backend() == "tensorflow" and not isinstance(x, keras.KerasTensor):
+    if isinstance(x, keras.KerasTensor) or not RUNTIME_INDEX_CHECKS:
+        return x
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.control_dependencies([
@@ -71,6 +85,14 @@ def check_index_range(name, x, upper):
             tf.debugging.assert_less(x, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
         ]):
             return tf.identity(x)
+    if backend == "jax":
+        import functools
+
+        import jax
+
+        jax.debug.callback(
+            functools.partial(_raise_if_out_of_range, name, upper), ops.min(x), ops.max(x)
+        )
     return x
 
 
