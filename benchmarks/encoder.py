@@ -1,0 +1,183 @@
+"""Forward throughput of a deberta-v3-base-sized encoder: ours on each Keras backend, beside
+transformers (PyTorch) and KerasHub's DebertaV3Backbone, in the same run, as ratios.
+
+    python benchmarks/encoder.py [--backends tensorflow jax torch] [--repeats 5] [--quick]
+
+Random weights (the architecture of microsoft/deberta-v3-base). Each Keras backend runs in its
+own subprocess (the backend is fixed at import); transformers runs in the parent. Figures are
+tokens per second over `repeats` timed calls after warm-up (compilation excluded), median.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHAPES = [(8, 128), (2, 512)]  # (batch, length)
+
+
+def _inputs(batch, length, vocab):
+    rng = np.random.RandomState(0)
+    ids = rng.randint(5, vocab, size=(batch, length)).astype("int32")
+    return ids, np.ones_like(ids)
+
+
+def _time(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _config(quick):
+    from presets import known_config
+
+    config = known_config("microsoft/deberta-v3-base")
+    if quick:
+        config.update(num_hidden_layers=2)
+    return config
+
+
+def _compiled(backend, model, make_inputs):
+    """The model's inference call compiled as each backend does best: jax.jit over a stateless
+    call, tf.function with XLA, torch eager under no_grad."""
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def fn(tv, ntv, ids, mask):
+            out, _ = model.stateless_call(tv, ntv, make_inputs(ids, mask))
+            return out
+
+        return lambda ids, mask: fn(trainable, non_trainable, ids, mask)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda ids, mask: model(make_inputs(ids, mask)), jit_compile=True)
+    import torch
+
+    def fn(ids, mask):
+        with torch.no_grad():
+            return model(make_inputs(ids, mask))
+
+    return fn
+
+
+def run_worker(backend, repeats, quick):
+    os.environ["KERAS_BACKEND"] = backend
+    sys.path.insert(0, ROOT)
+    import keras
+    from keras import ops
+
+    from keras_deberta import DebertaV2Config, TFDebertaV2Model
+
+    config_dict = _config(quick)
+    model = TFDebertaV2Model(DebertaV2Config.from_dict(config_dict))
+    model.build_with_dummy_inputs()
+    results = {}
+    impls = {"ours": _compiled(backend, model, lambda ids, mask: {"input_ids": ids, "attention_mask": mask})}
+    try:
+        import keras_hub
+
+        backbone = keras_hub.models.DebertaV3Backbone(
+            vocabulary_size=config_dict["vocab_size"], num_layers=config_dict["num_hidden_layers"],
+            num_heads=config_dict["num_attention_heads"], hidden_dim=config_dict["hidden_size"],
+            intermediate_dim=config_dict["intermediate_size"], max_sequence_length=512,
+            bucket_size=config_dict["position_buckets"], dropout=0.0,
+        )
+        impls["keras_hub"] = _compiled(
+            backend, backbone, lambda ids, mask: {"token_ids": ids, "padding_mask": mask}
+        )
+    except Exception as e:  # keras-hub missing or its API changed: report ours only
+        print(f"keras_hub unavailable: {e}", file=sys.stderr)
+
+    for batch, length in SHAPES:
+        ids, mask = _inputs(batch, length, config_dict["vocab_size"])
+        if backend != "jax":
+            ids, mask = ops.convert_to_tensor(ids), ops.convert_to_tensor(mask)
+        for name, fn in impls.items():
+            def step(fn=fn):
+                out = fn(ids, mask)
+                if isinstance(out, dict):
+                    out = next(iter(out.values()))
+                ops.convert_to_numpy(out[:1, :1, :1])  # wait for the device
+            seconds = _time(step, repeats)
+            results[f"{name}|{batch}x{length}"] = batch * length / seconds
+    print(json.dumps(results))
+
+
+def run_transformers(repeats, quick):
+    import torch
+    import transformers
+
+    config = transformers.DebertaV2Config(**_config(quick))
+    model = transformers.DebertaV2Model(config).eval()
+    results = {}
+    for batch, length in SHAPES:
+        ids, mask = _inputs(batch, length, config.vocab_size)
+        ids, mask = torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+        def step():
+            with torch.no_grad():
+                model(input_ids=ids, attention_mask=mask)
+
+        results[f"{batch}x{length}"] = batch * length / _time(step, repeats)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 layers instead of 12 (smoke run)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return run_worker(args.worker, args.repeats, args.quick)
+
+    hf = run_transformers(args.repeats, args.quick)
+    rows = []
+    for backend in args.backends:
+        cmd = [sys.executable, __file__, "--worker", backend, "--repeats", str(args.repeats)]
+        cmd += ["--quick"] if args.quick else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
+        if proc.returncode != 0:
+            print(f"{backend} worker failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        measured = json.loads(proc.stdout.strip().splitlines()[-1])
+        for key, tps in measured.items():
+            impl, shape = key.split("|")
+            rows.append((backend, impl, shape, tps, tps / hf[shape]))
+
+    print(f"\nDeBERTa-v3-base-sized encoder forward, tokens/s (median of {args.repeats}); "
+          f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run")
+    print(f"{'implementation':<28}{'batch x length':>16}{'tokens/s':>12}{'vs HF':>8}")
+    for shape, tps in hf.items():
+        print(f"{'transformers (torch)':<28}{shape:>16}{tps:>12.0f}{1.0:>8.2f}")
+    for backend, impl, shape, tps, ratio in rows:
+        label = f"{'ours' if impl == 'ours' else 'KerasHub'} ({backend})"
+        print(f"{label:<28}{shape:>16}{tps:>12.0f}{ratio:>8.2f}")
+
+
+def transformers_version():
+    import transformers
+
+    return transformers.__version__
+
+
+if __name__ == "__main__":
+    main()
