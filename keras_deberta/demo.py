@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the demo prints its own summary
+
 SPM_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                         "data", "vocab", "deberta-v3", "spm.model")
 SENTENCES = [

@@ -25,6 +25,9 @@ def _dense(units, config, name, use_bias=True):
     )
 
 
+_register = keras.saving.register_keras_serializable(package="keras_deberta")
+
+
 class DebertaV2Layer(keras.layers.Layer):
     """One encoder block: disentangled attention -> dense + LN residual -> FFN -> dense + LN residual."""
 
@@ -209,6 +212,7 @@ class DebertaV2MainLayer(keras.layers.Layer):
         return specs
 
 
+@_register
 class TFDebertaV2PreTrainedModel(TFPreTrainedModel):
     config_class = DebertaV2Config
     base_model_prefix = "deberta"
@@ -270,6 +274,7 @@ class TFDebertaV2PreTrainedModel(TFPreTrainedModel):
         return values
 
 
+@_register
 class TFDebertaV2Model(TFDebertaV2PreTrainedModel):
     """The bare DeBERTa-v2/v3 encoder: `last_hidden_state` [B, L, hidden] (+ hidden states, attentions).
 

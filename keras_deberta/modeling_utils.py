@@ -136,6 +136,10 @@ class TFPreTrainedModel(keras.Model):
         config.pop("dtype", None)
         return cls(model_config, **config)
 
+    def build_from_config(self, config):
+        # Keras reloading a .keras file: variables must exist before the weights are restored.
+        self.build_with_dummy_inputs()
+
     def build_with_dummy_inputs(self):
         """Creates the variables by one call on a [1, 2] input (subclassed models build lazily)."""
         if not self.built or not self.weights:

@@ -8,6 +8,7 @@ from keras import ops
 from layers.relative_position import diagonal_row_indices, relative_position_rows, skew_to_relative
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class DisentangledSelfAttention(keras.layers.Layer):
     """Multi-head self-attention with DeBERTa's relative-position terms.
 

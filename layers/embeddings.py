@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class DebertaEmbeddings(keras.layers.Layer):
     """Word, optional absolute-position and token-type embeddings -> [proj] -> LayerNorm -> * mask.
 
@@ -119,6 +120,7 @@ class DebertaEmbeddings(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class RelativeEmbedding(keras.layers.Layer):
     """The shared relative-position table [num_rows, hidden], optionally layer-normed (v2/v3
     `norm_rel_ebd="layer_norm"`). `table()` returns it ready for every attention layer (a method,

@@ -44,6 +44,19 @@ class ModelOutput(dict):
             dict.__setitem__(out, key, value)
         return out
 
+    # The same protocol in torch.utils._pytree's spelling (Keras' torch backend uses it).
+    def torchtree_flatten(self):
+        return list(self.values()), list(self.keys())
+
+    @classmethod
+    def torchtree_unflatten(cls, children, keys):
+        return cls.tree_unflatten(keys, children)
+
+    def torchtree_flatten_with_keys(self):
+        from torch.utils._pytree import MappingKey
+
+        return [(MappingKey(k), v) for k, v in self.items()], list(self.keys())
+
 
 def _register_tree_node():
     try:

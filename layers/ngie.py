@@ -6,6 +6,7 @@ from keras import ops
 from layers.activations import get_activation
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class NGIEConv(keras.layers.Layer):
     """out = LayerNorm(layer0_output + act(dropout(mask * conv1d(embeddings)))) * mask.
 
