@@ -202,6 +202,19 @@ class TFPreTrainedModel(keras.Model):
         save_safetensors(collect_tensors(self.hf_weight_specs()), os.path.join(directory, "model.safetensors"))
         config.save_pretrained(directory)
 
+    # --- Keras training hooks -------------------------------------------------------------------
+    # Keras matches `compile(loss=..., metrics=...)` structures by exact container type; our
+    # outputs are a dict subclass, so hand Keras a plain dict of the same entries.
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y_pred, ModelOutput):
+            y_pred = dict(y_pred)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, ModelOutput):
+            y_pred = dict(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
     # --- calling conventions --------------------------------------------------------------------
     @staticmethod
     def finish_output(output, return_dict):

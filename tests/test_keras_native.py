@@ -62,3 +62,13 @@ def test_dropout_only_in_training():
     c = keras.ops.convert_to_numpy(model(ids, attention_mask=mask, training=True).last_hidden_state)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-3
+
+
+def test_fit_with_a_keras_loss_on_named_outputs_decreases_it():
+    model = _model()
+    ids = np.random.RandomState(0).randint(1, 99, size=(16, 10)).astype("int32")
+    target = np.random.RandomState(1).randn(16, 10, 32).astype("float32") * 0.1
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={"last_hidden_state": "mse"})
+    history = model.fit({"input_ids": ids}, {"last_hidden_state": target}, epochs=3, batch_size=8, verbose=0)
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
