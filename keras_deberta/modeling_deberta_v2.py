@@ -4,18 +4,14 @@ import keras
 from keras import ops
 
 from keras_deberta.configuration_deberta_v2 import DebertaV2Config
-from keras_deberta.modeling_utils import (
-    ENCODER_INPUTS,
-    ModelOutput,
-    TFPreTrainedModel,
-    check_index_range,
-    check_same_shape,
-    unpack_inputs,
-)
 from layers.activations import get_activation
 from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
+from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from layers.ngie import NGIEConv
+from presets.pretrained import TFPreTrainedModel
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 def _dense(units, config, name, use_bias=True):

@@ -1,6 +1,9 @@
-"""What both model families share at their boundary: HF-style inputs in, HF-style outputs out."""
+"""What both model families share at their boundary: HF-style inputs in (parsed and checked),
+HF-style outputs out."""
 
 import keras
+import numpy as np
+from keras import ops
 
 
 class ModelOutput(dict):
@@ -103,3 +106,84 @@ def unpack_inputs(input_ids, names, kwargs):
                 raise ValueError(f"{name} was given twice (in the first argument and as a keyword)")
             values[name] = kwargs[name]
     return values
+
+
+def concrete_value(x):
+    """x as a numpy array when its value is known now (eager), else None (while tracing)."""
+    if x is None or isinstance(x, keras.KerasTensor):
+        return None
+    if isinstance(x, (np.ndarray, list, tuple, int)):
+        return np.asarray(x)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or tf.is_symbolic_tensor(x):
+            return None
+        return x.numpy()
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+        return x.detach().cpu().numpy()
+    return None
+
+
+# In-graph checks of traced ids (TF assert ops, a JAX host callback of two scalars). Exporters that
+# cannot carry such ops may switch them off; eager calls are always checked.
+RUNTIME_INDEX_CHECKS = True
+
+
+def _raise_if_out_of_range(name, upper, low, high):
+    low, high = int(np.asarray(low)), int(np.asarray(high))
+    if low < 0 or high >= upper:
+        raise ValueError(f"{name} must lie in [0, {upper}); found values from {low} to {high}")
+
+
+def check_index_range(name, x, upper):
+    """Raises when an index tensor has values outside [0, upper).
+
+    JAX and TensorFlow gathers clamp out-of-range ids silently (a wrong answer, no error), so the
+    values are checked: in numpy when they are known now; when traced, by tf.debugging asserts on
+    TensorFlow and by a host callback on the min and max on JAX (both raise at run time).
+    """
+    value = concrete_value(x)
+    if value is not None:
+        if value.size and (value.min() < 0 or value.max() >= upper):
+            bad = value[(value < 0) | (value >= upper)]
+            raise ValueError(
+                f"{name} must lie in [0, {upper}); found {int(bad.flat[0])} "
+                f"({bad.size} value(s) out of range, min {int(value.min())}, max {int(value.max())})"
+            )
+        return x
+    if isinstance(x, keras.KerasTensor) or not RUNTIME_INDEX_CHECKS:
+        return x
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.control_dependencies([
+            tf.debugging.assert_non_negative(x, message=f"{name} must be >= 0"),
+            tf.debugging.assert_less(x, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
+        ]):
+            return tf.identity(x)
+    if backend == "jax":
+        import functools
+
+        import jax
+
+        jax.debug.callback(
+            functools.partial(_raise_if_out_of_range, name, upper), ops.min(x), ops.max(x)
+        )
+    return x
+
+
+def check_same_shape(name, x, reference):
+    xs, rs = tuple(x.shape), tuple(reference.shape)
+    if len(xs) != len(rs) or any(a is not None and b is not None and a != b for a, b in zip(xs, rs)):
+        raise ValueError(f"{name} has shape {xs} but input_ids has shape {rs}; they must be equal")

@@ -7,3 +7,4 @@ from presets.mapping import collect_tensors, load_tensors_into
 from presets.readers import read_checkpoint, read_safetensors, read_tf_h5, read_torch_bin
 from presets.registry import KNOWN_CHECKPOINTS, known_config, list_known
 from presets.writers import save_safetensors
+from presets.pretrained import TFPreTrainedModel

@@ -1,105 +1,16 @@
-"""What every DeBERTa model class shares: the HF calling conventions, input checks, and the
-from_pretrained / save_pretrained machinery on top of `presets`."""
+"""The base of every model class of both families: config handling, Keras serialization, and
+from_pretrained / save_pretrained on top of the readers, writers and mapping in `presets`."""
 
 import os
 
 import keras
 import numpy as np
-from keras import ops
 
-from layers.model_io import ModelOutput, unpack_inputs
-from presets import (
-    CheckpointError,
-    collect_tensors,
-    load_tensors_into,
-    read_checkpoint,
-    resolve_checkpoint_dir,
-    save_safetensors,
-)
-from presets.hub import resolve_config_dict
-
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
-
-
-def concrete_value(x):
-    """x as a numpy array when its value is known now (eager), else None (while tracing)."""
-    if x is None or isinstance(x, keras.KerasTensor):
-        return None
-    if isinstance(x, (np.ndarray, list, tuple, int)):
-        return np.asarray(x)
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly() or tf.is_symbolic_tensor(x):
-            return None
-        return x.numpy()
-    if backend == "torch":
-        import torch
-
-        if torch.compiler.is_compiling():
-            return None
-        return x.detach().cpu().numpy()
-    return None
-
-
-# In-graph checks of traced ids (TF assert ops, a JAX host callback of two scalars). Exporters that
-# cannot carry such ops may switch them off; eager calls are always checked.
-RUNTIME_INDEX_CHECKS = True
-
-
-def _raise_if_out_of_range(name, upper, low, high):
-    low, high = int(np.asarray(low)), int(np.asarray(high))
-    if low < 0 or high >= upper:
-        raise ValueError(f"{name} must lie in [0, {upper}); found values from {low} to {high}")
-
-
-def check_index_range(name, x, upper):
-    """Raises when an index tensor has values outside [0, upper).
-
-    JAX and TensorFlow gathers clamp out-of-range ids silently (a wrong answer, no error), so the
-    values are checked: in numpy when they are known now; when traced, by tf.debugging asserts on
-    TensorFlow and by a host callback on the min and max on JAX (both raise at run time).
-    """
-    value = concrete_value(x)
-    if value is not None:
-        if value.size and (value.min() < 0 or value.max() >= upper):
-            bad = value[(value < 0) | (value >= upper)]
-            raise ValueError(
-                f"{name} must lie in [0, {upper}); found {int(bad.flat[0])} "
-                f"({bad.size} value(s) out of range, min {int(value.min())}, max {int(value.max())})"
-            )
-        return x
-    if isinstance(x, keras.KerasTensor) or not RUNTIME_INDEX_CHECKS:
-        return x
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.control_dependencies([
-            tf.debugging.assert_non_negative(x, message=f"{name} must be >= 0"),
-            tf.debugging.assert_less(x, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
-        ]):
-            return tf.identity(x)
-    if backend == "jax":
-        import functools
-
-        import jax
-
-        jax.debug.callback(
-            functools.partial(_raise_if_out_of_range, name, upper), ops.min(x), ops.max(x)
-        )
-    return x
-
-
-def check_same_shape(name, x, reference):
-    xs, rs = tuple(x.shape), tuple(reference.shape)
-    if len(xs) != len(rs) or any(a is not None and b is not None and a != b for a, b in zip(xs, rs)):
-        raise ValueError(f"{name} has shape {xs} but input_ids has shape {rs}; they must be equal")
+from layers.model_io import ModelOutput
+from presets.hub import resolve_checkpoint_dir, resolve_config_dict
+from presets.mapping import collect_tensors, load_tensors_into
+from presets.readers import read_checkpoint
+from presets.writers import save_safetensors
 
 
 class TFPreTrainedModel(keras.Model):
@@ -221,9 +132,3 @@ class TFPreTrainedModel(keras.Model):
         if return_dict is False:
             return output.to_tuple()
         return output
-
-
-__all__ = [
-    "ENCODER_INPUTS", "ModelOutput", "TFPreTrainedModel", "check_index_range", "check_same_shape",
-    "concrete_value", "unpack_inputs", "CheckpointError",
-]
