@@ -3,6 +3,11 @@
 from keras_deberta.configuration_deberta_v2 import DebertaV2Config
 from keras_deberta.modeling_deberta_v2 import (
     DebertaV2MainLayer,
+    TFDebertaV2ForMaskedLM,
+    TFDebertaV2ForMultipleChoice,
+    TFDebertaV2ForQuestionAnswering,
+    TFDebertaV2ForSequenceClassification,
+    TFDebertaV2ForTokenClassification,
     TFDebertaV2Model,
     TFDebertaV2PreTrainedModel,
 )
@@ -13,6 +18,11 @@ __all__ = [
     "CheckpointNotFoundError",
     "DebertaV2Config",
     "DebertaV2MainLayer",
+    "TFDebertaV2ForMaskedLM",
+    "TFDebertaV2ForMultipleChoice",
+    "TFDebertaV2ForQuestionAnswering",
+    "TFDebertaV2ForSequenceClassification",
+    "TFDebertaV2ForTokenClassification",
     "TFDebertaV2Model",
     "TFDebertaV2PreTrainedModel",
 ]

@@ -7,11 +7,8 @@ from keras_deberta.configuration_deberta_v2 import DebertaV2Config
 from layers.activations import get_activation
 from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
-from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from layers.ngie import NGIEConv
-from presets.pretrained import TFPreTrainedModel
-
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+from keras_deberta import tasks
 
 
 def _dense(units, config, name, use_bias=True):
@@ -209,20 +206,11 @@ class DebertaV2MainLayer(keras.layers.Layer):
 
 
 @_register
-class TFDebertaV2PreTrainedModel(TFPreTrainedModel):
-    config_class = DebertaV2Config
-    base_model_prefix = "deberta"
-    ignorable_checkpoint_keys = (
-        r"(^|\.)embeddings\.position_ids$",  # a buffer older checkpoints saved
-    )
+class TFDebertaV2PreTrainedModel(tasks.DebertaTaskModel):
+    """Base of the DeBERTa-v2/v3 classes: the `deberta` main layer plus one task head."""
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        if not self.config.position_biased_input:
-            # transformers ignores a stored absolute-position table the config does not use.
-            self.ignorable_checkpoint_keys = self.ignorable_checkpoint_keys + (
-                r"(^|\.)embeddings\.position_embeddings\.weight$",
-            )
+    config_class = DebertaV2Config
+    main_layer_class = DebertaV2MainLayer
 
     def rename_checkpoint_tensors(self, tensors, source):
         if not str(source).endswith(".h5"):
@@ -235,43 +223,9 @@ class TFDebertaV2PreTrainedModel(TFPreTrainedModel):
             renamed[name] = value
         return renamed
 
-    def parse_inputs(self, input_ids, kwargs):
-        """HF TF conventions -> checked tensors: dict / list / bare ids / keywords."""
-        values = unpack_inputs(input_ids, ENCODER_INPUTS, kwargs)
-        if "input_ids" not in values:
-            raise ValueError("input_ids is required")
-        ids = values["input_ids"]
-        if not hasattr(ids, "shape"):
-            ids = ops.convert_to_tensor(ids)
-        if len(ids.shape) != 2:
-            raise ValueError(f"input_ids must have shape [batch, length], got {tuple(ids.shape)}")
-        if not ("int" in str(ids.dtype)):
-            raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
-        config = self.config
-        length = ids.shape[1]
-        if config.position_biased_input and "position_ids" not in values and length is not None \
-                and length > config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {length} exceeds max_position_embeddings "
-                f"({config.max_position_embeddings}) of this model's absolute position table"
-            )
-        values["input_ids"] = check_index_range("input_ids", ids, config.vocab_size)
-        for name in ("attention_mask", "token_type_ids", "position_ids"):
-            if name in values:
-                if not hasattr(values[name], "shape"):
-                    values[name] = ops.convert_to_tensor(values[name])
-                check_same_shape(name, values[name], ids)
-        if "token_type_ids" in values and config.type_vocab_size > 0:
-            values["token_type_ids"] = check_index_range("token_type_ids", values["token_type_ids"], config.type_vocab_size)
-        if "position_ids" in values and config.position_biased_input:
-            values["position_ids"] = check_index_range(
-                "position_ids", values["position_ids"], config.max_position_embeddings
-            )
-        return values
-
 
 @_register
-class TFDebertaV2Model(TFDebertaV2PreTrainedModel):
+class TFDebertaV2Model(tasks.BaseModelTask, TFDebertaV2PreTrainedModel):
     """The bare DeBERTa-v2/v3 encoder: `last_hidden_state` [B, L, hidden] (+ hidden states, attentions).
 
     Call it as transformers' TF model: `model(ids)`, `model({"input_ids": ..., "attention_mask":
@@ -280,25 +234,38 @@ class TFDebertaV2Model(TFDebertaV2PreTrainedModel):
 
     hf_architecture = "DebertaV2Model"
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.deberta = DebertaV2MainLayer(self.config, name="deberta")
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
-        inputs = self.parse_inputs(input_ids, dict(
-            attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids))
-        outputs = self.deberta(
-            inputs["input_ids"],
-            attention_mask=inputs.get("attention_mask"),
-            token_type_ids=inputs.get("token_type_ids"),
-            position_ids=inputs.get("position_ids"),
-            training=training,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
-        )
-        return self.finish_output(ModelOutput(outputs), return_dict)
+@_register
+class TFDebertaV2ForMaskedLM(tasks.MaskedLMTask, TFDebertaV2PreTrainedModel):
+    """Masked LM: `logits` [B, L, vocab]; `labels` [B, L] (-100 ignored) add `loss`. The head is
+    `cls.predictions` when config.legacy (transformers' default) else `lm_predictions.lm_head`."""
 
-    def hf_weight_specs(self):
-        # A bare DebertaV2Model checkpoint carries no "deberta." prefix.
-        return self.deberta.hf_weight_specs(prefix="")
+    hf_architecture = "DebertaV2ForMaskedLM"
+
+
+@_register
+class TFDebertaV2ForSequenceClassification(tasks.SequenceClassificationTask, TFDebertaV2PreTrainedModel):
+    """Classification / regression on the pooled [CLS] state: `logits` [B, num_labels]."""
+
+    hf_architecture = "DebertaV2ForSequenceClassification"
+
+
+@_register
+class TFDebertaV2ForTokenClassification(tasks.TokenClassificationTask, TFDebertaV2PreTrainedModel):
+    """Per-token classification (NER): `logits` [B, L, num_labels]; labels -100 ignored."""
+
+    hf_architecture = "DebertaV2ForTokenClassification"
+
+
+@_register
+class TFDebertaV2ForQuestionAnswering(tasks.QuestionAnsweringTask, TFDebertaV2PreTrainedModel):
+    """Extractive QA: `start_logits`, `end_logits` [B, L]; `start_positions` / `end_positions` [B]."""
+
+    hf_architecture = "DebertaV2ForQuestionAnswering"
+
+
+@_register
+class TFDebertaV2ForMultipleChoice(tasks.MultipleChoiceTask, TFDebertaV2PreTrainedModel):
+    """Multiple choice: inputs [B, num_choices, L] -> `logits` [B, num_choices]; labels [B]."""
+
+    hf_architecture = "DebertaV2ForMultipleChoice"

@@ -145,31 +145,44 @@ def _raise_if_out_of_range(name, upper, low, high):
         raise ValueError(f"{name} must lie in [0, {upper}); found values from {low} to {high}")
 
 
-def check_index_range(name, x, upper):
+def check_index_range(name, x, upper, ignore_value=None, ignore_negative=False):
     """Raises when an index tensor has values outside [0, upper).
 
-    JAX and TensorFlow gathers clamp out-of-range ids silently (a wrong answer, no error), so the
-    values are checked: in numpy when they are known now; when traced, by tf.debugging asserts on
-    TensorFlow and by a host callback on the min and max on JAX (both raise at run time).
+    Values equal to `ignore_value` (e.g. -100 for labels), or every negative value when
+    `ignore_negative`, are allowed. JAX and TensorFlow gathers clamp out-of-range ids silently (a
+    wrong answer, no error), so the values are checked: in numpy when they are known now; when
+    traced, by tf.debugging asserts on TensorFlow and by a host callback on the min and max on JAX
+    (both raise at run time).
     """
     value = concrete_value(x)
     if value is not None:
-        if value.size and (value.min() < 0 or value.max() >= upper):
-            bad = value[(value < 0) | (value >= upper)]
+        kept = value
+        if ignore_negative:
+            kept = value[value >= 0]
+        elif ignore_value is not None:
+            kept = value[value != ignore_value]
+        if kept.size and (kept.min() < 0 or kept.max() >= upper):
+            bad = kept[(kept < 0) | (kept >= upper)]
+            allowed = " (or -100 to ignore)" if ignore_value is not None and not ignore_negative else ""
             raise ValueError(
-                f"{name} must lie in [0, {upper}); found {int(bad.flat[0])} "
-                f"({bad.size} value(s) out of range, min {int(value.min())}, max {int(value.max())})"
+                f"{name} must lie in [0, {upper}){allowed}; found {int(bad.flat[0])} "
+                f"({bad.size} value(s) out of range, min {int(kept.min())}, max {int(kept.max())})"
             )
         return x
     if isinstance(x, keras.KerasTensor) or not RUNTIME_INDEX_CHECKS:
         return x
+    checked = x
+    if ignore_negative:
+        checked = ops.where(x >= 0, x, ops.zeros_like(x))
+    elif ignore_value is not None:
+        checked = ops.where(ops.equal(x, ignore_value), ops.zeros_like(x), x)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.control_dependencies([
-            tf.debugging.assert_non_negative(x, message=f"{name} must be >= 0"),
-            tf.debugging.assert_less(x, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
+            tf.debugging.assert_non_negative(checked, message=f"{name} must be >= 0"),
+            tf.debugging.assert_less(checked, tf.cast(upper, x.dtype), message=f"{name} must be < {upper}"),
         ]):
             return tf.identity(x)
     if backend == "jax":
@@ -178,7 +191,7 @@ def check_index_range(name, x, upper):
         import jax
 
         jax.debug.callback(
-            functools.partial(_raise_if_out_of_range, name, upper), ops.min(x), ops.max(x)
+            functools.partial(_raise_if_out_of_range, name, upper), ops.min(checked), ops.max(checked)
         )
     return x
 

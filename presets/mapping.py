@@ -61,7 +61,8 @@ def align_prefix(tensors, expected_names, prefix):
     return tensors, []
 
 
-def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allow_missing=()):
+def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allow_missing=(),
+                      ignore_mismatched_sizes=False):
     """Assigns checkpoint tensors to Keras variables.
 
     Args:
@@ -71,8 +72,11 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
         prefix: base-model prefix ("deberta") to align between base and task checkpoints.
         ignorable: regexes of checkpoint names that may be present without a variable.
         allow_missing: regexes of model names that may be absent (they keep their initial value).
+        ignore_mismatched_sizes: skip (keep initialised) tensors whose shape differs instead of
+            failing, as transformers' flag of that name (e.g. a classifier with another num_labels).
     Returns:
-        dict with "ignored" (checkpoint names not used) and "missing" (allowed missing names).
+        dict with "ignored" (checkpoint names not used: other task heads, ignorable names),
+        "missing" (allowed missing names) and "mismatched" (skipped names).
     Raises:
         CheckpointError naming every missing, unexpected or mis-shaped tensor.
     """
@@ -81,8 +85,14 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     ignore = [re.compile(p) for p in ignorable]
     optional = [re.compile(p) for p in allow_missing]
 
+    if prefix and any(n.startswith(prefix + ".") for n in specs):
+        # A task model: checkpoint tensors outside the base model belong to another task's head,
+        # which transformers drops with a warning; ours are listed in the result.
+        other_heads += sorted(n for n in tensors if n not in specs and not n.startswith(prefix + "."))
+        tensors = {n: v for n, v in tensors.items() if n in specs or n.startswith(prefix + ".")}
     missing = [n for n in specs if n not in tensors and not any(p.search(n) for p in optional)]
     unexpected = [n for n in tensors if n not in specs and not any(p.search(n) for p in ignore)]
+    mismatched = []
     problems = []
     if missing:
         problems.append(f"missing tensors: {', '.join(sorted(missing))}")
@@ -94,9 +104,13 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
             continue
         value = TRANSFORMS[transform](np.asarray(tensors[name]))
         if tuple(value.shape) != tuple(variable.shape):
+            if ignore_mismatched_sizes:
+                mismatched.append(name)
+                continue
             problems.append(
                 f"tensor {name} has shape {tuple(tensors[name].shape)}, the model expects "
                 f"{tuple(INVERSE_TRANSFORMS[transform](np.empty(variable.shape, dtype=np.uint8)).shape)}"
+                f" (pass ignore_mismatched_sizes=True to re-initialise it)"
             )
             continue
         if not np.issubdtype(value.dtype, np.floating):
@@ -110,7 +124,7 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
         variable.assign(value.astype(variable.dtype))
     ignored = sorted(set(tensors) - set(specs)) + other_heads
     missing_ok = sorted(n for n in specs if n not in tensors)
-    return {"ignored": ignored, "missing": missing_ok}
+    return {"ignored": ignored, "missing": missing_ok, "mismatched": mismatched}
 
 
 def collect_tensors(specs):

@@ -2,9 +2,12 @@
 from_pretrained / save_pretrained on top of the readers, writers and mapping in `presets`."""
 
 import os
+import re
+import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from layers.model_io import ModelOutput
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
@@ -66,14 +69,21 @@ class TFPreTrainedModel(keras.Model):
         raise NotImplementedError
 
     @classmethod
-    def from_pretrained(cls, name_or_path, *, config=None, revision=None, **config_overrides):
+    def from_pretrained(cls, name_or_path, *, config=None, revision=None, ignore_mismatched_sizes=False,
+                        **config_overrides):
         """Builds the model from an HF checkpoint directory or Hub id and loads its weights exactly.
 
         Args:
             name_or_path: a directory with config.json and a weights file (model.safetensors,
                 pytorch_model.bin, tf_model.h5 or a sharded index), or a Hub id.
             config: use this config instead of the checkpoint's config.json.
+            ignore_mismatched_sizes: re-initialise (instead of refusing) tensors whose shape
+                differs, e.g. a classifier loaded with another `num_labels`.
             **config_overrides: config fields to change, e.g. `num_labels=3`.
+
+        A task model loaded from a checkpoint without its head (a base model or another task)
+        starts with a freshly initialised head and a warning, as in transformers; tensors of other
+        heads are ignored and listed in `model.load_info["ignored"]`.
         """
         directory = resolve_checkpoint_dir(name_or_path, revision=revision)
         if config is None:
@@ -81,18 +91,31 @@ class TFPreTrainedModel(keras.Model):
         tensors, source = read_checkpoint(directory)
         model = cls(config)
         model.build_with_dummy_inputs()
-        model.load_info = model.load_hf_tensors(tensors, source=source)
+        model.load_info = model.load_hf_tensors(
+            tensors, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes
+        )
         return model
 
-    def load_hf_tensors(self, tensors, source="<tensors>"):
+    def load_hf_tensors(self, tensors, source="<tensors>", ignore_mismatched_sizes=False):
         tensors = self.rename_checkpoint_tensors(tensors, source)
+        specs = self.hf_weight_specs()
+        optional = list(self.optional_model_keys)
+        dotted = self.base_model_prefix + "."
+        head_names = [n for n in specs if self.base_model_prefix and not n.startswith(dotted)]
+        if head_names and any(n.startswith(dotted) for n in specs) and not any(n in tensors for n in head_names):
+            warnings.warn(
+                f"{source} has no weights for the {type(self).__name__} head "
+                f"({', '.join(head_names)}); they are newly initialised: train before use."
+            )
+            optional += ["^" + re.escape(n) + "$" for n in head_names]
         return load_tensors_into(
-            self.hf_weight_specs(),
+            specs,
             tensors,
             source=source,
             prefix=self.base_model_prefix,
             ignorable=self.ignorable_checkpoint_keys,
-            allow_missing=self.optional_model_keys,
+            allow_missing=optional,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
 
     def rename_checkpoint_tensors(self, tensors, source):
@@ -114,16 +137,58 @@ class TFPreTrainedModel(keras.Model):
         config.save_pretrained(directory)
 
     # --- Keras training hooks -------------------------------------------------------------------
-    # Keras matches `compile(loss=..., metrics=...)` structures by exact container type; our
-    # outputs are a dict subclass, so hand Keras a plain dict of the same entries.
+    # Names of the label inputs (HF: "labels"; QA: "start_positions", "end_positions") and of the
+    # outputs an ordinary Keras loss or metric is applied to.
+    label_names = ()
+    primary_output_names = ("logits",)
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        """The transformers loss of this head: outputs dict, labels {name: tensor} -> scalar."""
+        raise NotImplementedError(f"{type(self).__name__} has no loss of its own; compile(loss=...)")
+
+    def _labels_from_y(self, y):
+        if isinstance(y, dict):
+            missing = [n for n in self.label_names if n not in y]
+            if missing:
+                raise ValueError(f"y is missing {missing}; {type(self).__name__} takes {list(self.label_names)}")
+            return {n: y[n] for n in self.label_names}
+        if isinstance(y, (list, tuple)) and len(self.label_names) > 1:
+            if len(y) != len(self.label_names):
+                raise ValueError(f"y must hold {list(self.label_names)}, got {len(y)} arrays")
+            return dict(zip(self.label_names, y))
+        return {self.label_names[0]: y}
+
+    def _keras_view(self, y_pred):
+        """What an ordinary Keras loss / metric sees: the primary output(s), or a dict by name."""
+        compiled = getattr(self, "_compile_loss", None)
+        if compiled is not None and isinstance(compiled._user_loss, dict):
+            return {k: v for k, v in y_pred.items() if k != "loss"}
+        if len(self.primary_output_names) == 1:
+            return y_pred[self.primary_output_names[0]]
+        return tuple(y_pred[n] for n in self.primary_output_names)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, ModelOutput):
-            y_pred = dict(y_pred)
+            if getattr(self, "_compile_loss", None) is None:
+                # compile() without a loss trains on the model's own loss, as HF's TF models did:
+                # labels come as `y`, or inside the input dict (then the call computed `.loss`).
+                if y is not None:
+                    loss = self.hf_loss(y_pred, self._labels_from_y(y), sample_weight=sample_weight)
+                elif "loss" in y_pred:
+                    loss = y_pred["loss"]
+                else:
+                    raise ValueError(
+                        "no loss: pass labels (as y or in the input dict) or compile(loss=...)"
+                    )
+                for extra in self.losses:  # regularisers and add_loss terms
+                    loss = loss + ops.cast(extra, loss.dtype)
+                return loss
+            y_pred = self._keras_view(y_pred)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, ModelOutput):
-            y_pred = dict(y_pred)
+            y_pred = self._keras_view(y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     # --- calling conventions --------------------------------------------------------------------

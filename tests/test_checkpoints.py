@@ -158,10 +158,14 @@ def test_save_pretrained_round_trips_through_transformers(hf_models, tmp_path):
     ours.save_pretrained(str(tmp_path / "out"))
     assert not [p for p in os.listdir(tmp_path / "out") if p.endswith(".tmp")]
     reloaded = transformers.DebertaV2Model.from_pretrained(str(tmp_path / "out")).eval()
+    want_state, got_state = hf_model.state_dict(), reloaded.state_dict()
+    assert set(got_state) == set(want_state)
+    for key, value in want_state.items():
+        np.testing.assert_array_equal(got_state[key].numpy(), value.numpy(), err_msg=key)
     ids, types = _ids(hf_model.config)
     want = hf_forward(hf_model, ids, token_type_ids=types).last_hidden_state.numpy()
     got = hf_forward(reloaded, ids, token_type_ids=types).last_hidden_state.numpy()
-    np.testing.assert_array_equal(got, want)
+    assert_close(got, want, tol=1e-6, what="round trip")
 
 
 # --- bad checkpoints -----------------------------------------------------------------------------

@@ -1,0 +1,361 @@
+"""The DeBERTa task models' shared machinery: input parsing, the call flow, and one mixin per head
+(base, masked LM, sequence / token classification, question answering, multiple choice).
+
+A concrete class combines a head mixin with a family base (v1 or v2), e.g.
+`class TFDebertaV2ForSequenceClassification(SequenceClassificationTask, TFDebertaV2PreTrainedModel)`.
+Heads, checkpoint names and losses are those of transformers' DeBERTa classes.
+"""
+
+import keras
+from keras import ops
+
+from keras_deberta import heads
+from layers import losses
+from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
+from presets.pretrained import TFPreTrainedModel
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+ALL_LABEL_NAMES = ("labels", "start_positions", "end_positions")
+
+
+def _is_int(x):
+    return "int" in str(x.dtype)
+
+
+def _dense(units, config, name):
+    return keras.layers.Dense(
+        units, kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range), name=name
+    )
+
+
+def _specs_dense(specs, name, layer):
+    specs[f"{name}.weight"] = (layer.kernel, "linear")
+    specs[f"{name}.bias"] = (layer.bias, "identity")
+
+
+def _specs_norm(specs, name, layer):
+    specs[f"{name}.weight"] = (layer.gamma, "identity")
+    specs[f"{name}.bias"] = (layer.beta, "identity")
+
+
+class DebertaTaskModel(TFPreTrainedModel):
+    """A DeBERTa main layer (`self.deberta`) plus the head a mixin defines."""
+
+    base_model_prefix = "deberta"
+    main_layer_class = None
+    input_rank = 2  # [batch, length]; multiple choice: [batch, choices, length]
+    ignorable_checkpoint_keys = (r"(^|\.)embeddings\.position_ids$",)  # a buffer older checkpoints saved
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        if not getattr(self.config, "position_biased_input", True):
+            # transformers ignores a stored absolute-position table the config does not use.
+            self.ignorable_checkpoint_keys = self.ignorable_checkpoint_keys + (
+                r"(^|\.)embeddings\.position_embeddings\.weight$",
+            )
+        self.deberta = self.main_layer_class(self.config, name="deberta")
+        self.build_head(self.config)
+
+    # --- what a head mixin provides -------------------------------------------------------------
+    encoder_prefix = "deberta."
+
+    def build_head(self, config):
+        pass
+
+    def head(self, sequence_output, inputs, training=False):
+        raise NotImplementedError
+
+    def head_specs(self):
+        return {}
+
+    def check_labels(self, inputs):
+        pass
+
+    # --- shared ---------------------------------------------------------------------------------
+    def hf_weight_specs(self):
+        specs = self.deberta.hf_weight_specs(prefix=self.encoder_prefix)
+        specs.update(self.head_specs())
+        return specs
+
+    def parse_inputs(self, input_ids, kwargs):
+        """HF TF conventions -> checked tensors: dict / list / bare ids / keywords; labels may come
+        inside the dict as well."""
+        values = unpack_inputs(input_ids, ENCODER_INPUTS + self.label_names, kwargs)
+        foreign = [n for n in ALL_LABEL_NAMES if n not in self.label_names and kwargs.get(n) is not None]
+        if foreign:
+            raise ValueError(f"{type(self).__name__} takes no {', '.join(foreign)}; its labels are {list(self.label_names)}")
+        if "input_ids" not in values:
+            raise ValueError("input_ids is required")
+        for name, value in values.items():
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                values[name] = ops.convert_to_tensor(value)
+        ids = values["input_ids"]
+        if len(ids.shape) != self.input_rank:
+            want = "[batch, num_choices, length]" if self.input_rank == 3 else "[batch, length]"
+            raise ValueError(f"input_ids must have shape {want}, got {tuple(ids.shape)}")
+        if not _is_int(ids):
+            raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
+        config = self.config
+        length = ids.shape[-1]
+        if config.position_biased_input and "position_ids" not in values and length is not None \
+                and length > config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {length} exceeds max_position_embeddings "
+                f"({config.max_position_embeddings}) of this model's absolute position table"
+            )
+        values["input_ids"] = check_index_range("input_ids", ids, config.vocab_size)
+        for name in ("attention_mask", "token_type_ids", "position_ids"):
+            if name in values:
+                check_same_shape(name, values[name], ids)
+        if "token_type_ids" in values and config.type_vocab_size > 0:
+            values["token_type_ids"] = check_index_range("token_type_ids", values["token_type_ids"], config.type_vocab_size)
+        if "position_ids" in values and config.position_biased_input:
+            values["position_ids"] = check_index_range(
+                "position_ids", values["position_ids"], config.max_position_embeddings
+            )
+        if any(n in values for n in self.label_names):
+            self.check_labels(values)
+        return values
+
+    def encoder_inputs(self, inputs):
+        return {k: inputs.get(k) for k in ENCODER_INPUTS}
+
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+             start_positions=None, end_positions=None, output_attentions=None, output_hidden_states=None,
+             return_dict=None, training=False):
+        inputs = self.parse_inputs(input_ids, dict(
+            attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            labels=labels, start_positions=start_positions, end_positions=end_positions,
+        ))
+        encoder_inputs = self.encoder_inputs(inputs)
+        outputs = self.deberta(
+            encoder_inputs["input_ids"],
+            attention_mask=encoder_inputs["attention_mask"],
+            token_type_ids=encoder_inputs["token_type_ids"],
+            position_ids=encoder_inputs["position_ids"],
+            training=training,
+            output_hidden_states=bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
+        )
+        result = self.head(outputs["last_hidden_state"], inputs, training=training)
+        label_values = {n: inputs[n] for n in self.label_names if n in inputs}
+        loss = self.hf_loss(result, label_values) if label_values else None
+        return self.finish_output(
+            ModelOutput(loss=loss, **result, hidden_states=outputs.get("hidden_states"),
+                        attentions=outputs.get("attentions")),
+            return_dict,
+        )
+
+
+class BaseModelTask:
+    """The bare encoder: its checkpoint carries no "deberta." prefix."""
+
+    encoder_prefix = ""
+    primary_output_names = ("last_hidden_state",)
+
+    def head(self, sequence_output, inputs, training=False):
+        return {"last_hidden_state": sequence_output}
+
+
+class MaskedLMTask:
+    label_names = ("labels",)
+    ignorable_checkpoint_keys = DebertaTaskModel.ignorable_checkpoint_keys + (
+        r"^cls\.predictions\.decoder\.(weight|bias)$",  # tied to the word embeddings / the bias
+        r"^mask_predictions\.",  # the original enhanced mask decoder, absent from transformers
+    )
+
+    def build_head(self, config):
+        self.legacy = bool(getattr(config, "legacy", True))
+        self.lm_head = heads.MaskedLMHead(config, legacy=self.legacy, name="cls" if self.legacy else "lm_predictions")
+
+    def head(self, sequence_output, inputs, training=False):
+        table = self.deberta.embeddings.word_embeddings.embeddings
+        return {"logits": self.lm_head(sequence_output, table)}
+
+    def head_specs(self):
+        specs = {}
+        base = "cls.predictions.transform" if self.legacy else "lm_predictions.lm_head"
+        _specs_dense(specs, f"{base}.dense", self.lm_head.dense)
+        _specs_norm(specs, f"{base}.LayerNorm", self.lm_head.layer_norm)
+        specs["cls.predictions.bias" if self.legacy else "lm_predictions.lm_head.bias"] = (self.lm_head.bias, "identity")
+        return specs
+
+    def check_labels(self, inputs):
+        labels = inputs["labels"]
+        check_same_shape("labels", labels, inputs["input_ids"])
+        inputs["labels"] = check_index_range("labels", labels, self.config.vocab_size, ignore_value=-100)
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        return losses.sparse_cross_entropy(outputs["logits"], labels["labels"], sample_weight=sample_weight)
+
+
+class _PooledClassifier:
+    """ContextPooler + dropout (cls_dropout, else hidden_dropout_prob) + classifier."""
+
+    def _build_pooled(self, config, units):
+        self.pooler = heads.ContextPooler(config, name="pooler")
+        rate = config.cls_dropout if getattr(config, "cls_dropout", None) is not None else config.hidden_dropout_prob
+        self.classifier_dropout = keras.layers.Dropout(rate)
+        self.classifier = _dense(units, config, "classifier")
+
+    def _pooled_logits(self, sequence_output, training):
+        pooled = self.classifier_dropout(self.pooler(sequence_output, training=training), training=training)
+        return self.classifier(pooled)
+
+    def head_specs(self):
+        specs = {}
+        _specs_dense(specs, "pooler.dense", self.pooler.dense)
+        _specs_dense(specs, "classifier", self.classifier)
+        return specs
+
+
+class SequenceClassificationTask(_PooledClassifier):
+    label_names = ("labels",)
+
+    def build_head(self, config):
+        self._build_pooled(config, config.num_labels)
+
+    def head(self, sequence_output, inputs, training=False):
+        return {"logits": self._pooled_logits(sequence_output, training)}
+
+    def _label_kind(self, labels):
+        problem, n = self.config.problem_type, self.config.num_labels
+        if problem is None:
+            if n == 1:
+                return "regression"
+            if len(labels.shape) == 1 or labels.shape[-1] == 1:
+                return "hard_ignore_negative"
+            return "soft"
+        return {"regression": "regression", "single_label_classification": "hard",
+                "multi_label_classification": "multi_label"}[problem]
+
+    def check_labels(self, inputs):
+        labels, ids = inputs["labels"], inputs["input_ids"]
+        n = self.config.num_labels
+        if labels.shape[0] is not None and ids.shape[0] is not None and labels.shape[0] != ids.shape[0]:
+            raise ValueError(f"labels have batch size {labels.shape[0]} but input_ids {ids.shape[0]}")
+        kind = self._label_kind(labels)
+        if kind in ("hard", "hard_ignore_negative"):
+            if len(labels.shape) > 2 or (len(labels.shape) == 2 and labels.shape[-1] != 1):
+                raise ValueError(f"class labels must have shape [batch], got {tuple(labels.shape)}")
+            labels = ops.reshape(labels, (-1,))
+            if not _is_int(labels):
+                labels = ops.cast(labels, "int32")
+            inputs["labels"] = check_index_range(
+                "labels", labels, n, ignore_value=-100, ignore_negative=(kind == "hard_ignore_negative")
+            )
+        elif kind in ("soft", "multi_label") and (len(labels.shape) != 2 or labels.shape[-1] not in (None, n)):
+            raise ValueError(f"{kind} labels must have shape [batch, {n}], got {tuple(labels.shape)}")
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        logits, y = outputs["logits"], labels["labels"]
+        kind = self._label_kind(y)
+        if kind == "regression":
+            if self.config.num_labels == 1:
+                return losses.mean_squared_error(ops.reshape(logits, (-1,)), ops.reshape(y, (-1,)), sample_weight)
+            return losses.mean_squared_error(logits, y, sample_weight)
+        if kind == "soft":
+            return losses.soft_cross_entropy(logits, y, sample_weight)
+        if kind == "multi_label":
+            return losses.binary_cross_entropy_with_logits(logits, y, sample_weight)
+        y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        return losses.sparse_cross_entropy(
+            logits, y, ignore_negative=(kind == "hard_ignore_negative"), sample_weight=sample_weight
+        )
+
+
+class TokenClassificationTask:
+    label_names = ("labels",)
+
+    def build_head(self, config):
+        self.classifier_dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+        self.classifier = _dense(config.num_labels, config, "classifier")
+
+    def head(self, sequence_output, inputs, training=False):
+        return {"logits": self.classifier(self.classifier_dropout(sequence_output, training=training))}
+
+    def head_specs(self):
+        specs = {}
+        _specs_dense(specs, "classifier", self.classifier)
+        return specs
+
+    def check_labels(self, inputs):
+        check_same_shape("labels", inputs["labels"], inputs["input_ids"])
+        inputs["labels"] = check_index_range("labels", inputs["labels"], self.config.num_labels, ignore_value=-100)
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        return losses.sparse_cross_entropy(outputs["logits"], labels["labels"], sample_weight=sample_weight)
+
+
+class QuestionAnsweringTask:
+    label_names = ("start_positions", "end_positions")
+    primary_output_names = ("start_logits", "end_logits")
+
+    def build_head(self, config):
+        self.qa_outputs = _dense(config.num_labels, config, "qa_outputs")
+
+    def head(self, sequence_output, inputs, training=False):
+        logits = self.qa_outputs(sequence_output)  # [B, L, 2]
+        return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+
+    def head_specs(self):
+        specs = {}
+        _specs_dense(specs, "qa_outputs", self.qa_outputs)
+        return specs
+
+    def check_labels(self, inputs):
+        batch = inputs["input_ids"].shape[0]
+        for name in self.label_names:
+            if name not in inputs:
+                raise ValueError("question answering needs both start_positions and end_positions")
+            value = inputs[name]
+            if len(value.shape) > 2 or (len(value.shape) == 2 and value.shape[-1] != 1) \
+                    or (batch is not None and value.shape[0] not in (None, batch)):
+                raise ValueError(f"{name} must have shape [batch], got {tuple(value.shape)}")
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        length = ops.shape(outputs["start_logits"])[1]
+        total = 0.0
+        for logits_name, label_name in (("start_logits", "start_positions"), ("end_logits", "end_positions")):
+            positions = ops.cast(ops.reshape(labels[label_name], (-1,)), "int32")
+            # As transformers: positions outside the sequence are clamped to L and then ignored.
+            positions = ops.clip(positions, 0, length)
+            positions = ops.where(positions == length, -100, positions)
+            total = total + losses.sparse_cross_entropy(outputs[logits_name], positions, sample_weight=sample_weight)
+        return total / 2.0
+
+
+class MultipleChoiceTask(_PooledClassifier):
+    label_names = ("labels",)
+    input_rank = 3
+
+    def build_head(self, config):
+        self._build_pooled(config, 1)
+
+    def dummy_inputs(self, ids):
+        return {"input_ids": ids[:, None, :]}
+
+    def encoder_inputs(self, inputs):
+        flat = {}
+        for name in ENCODER_INPUTS:
+            value = inputs.get(name)
+            flat[name] = None if value is None else ops.reshape(value, (-1, ops.shape(value)[-1]))
+        return flat  # [B * C, L]
+
+    def head(self, sequence_output, inputs, training=False):
+        num_choices = ops.shape(inputs["input_ids"])[1]
+        logits = self._pooled_logits(sequence_output, training)  # [B * C, 1]
+        return {"logits": ops.reshape(logits, (-1, num_choices))}
+
+    def check_labels(self, inputs):
+        labels, ids = inputs["labels"], inputs["input_ids"]
+        if len(labels.shape) != 1 or (ids.shape[0] is not None and labels.shape[0] not in (None, ids.shape[0])):
+            raise ValueError(f"labels must have shape [batch] = [{ids.shape[0]}], got {tuple(labels.shape)}")
+        num_choices = ids.shape[1]
+        if num_choices is not None:
+            inputs["labels"] = check_index_range(
+                "labels (the index of the right choice)", labels, num_choices, ignore_value=-100
+            )
+
+    def hf_loss(self, outputs, labels, sample_weight=None):
+        return losses.sparse_cross_entropy(outputs["logits"], labels["labels"], sample_weight=sample_weight)
