@@ -11,15 +11,12 @@ tokens per second over `repeats` timed calls after warm-up (compilation excluded
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import median_seconds, print_ratio_table, run_backend_workers
+
 SHAPES = [(8, 128), (2, 512)]  # (batch, length)
 
 
@@ -27,17 +24,6 @@ def _inputs(batch, length, vocab):
     rng = np.random.RandomState(0)
     ids = rng.randint(5, vocab, size=(batch, length)).astype("int32")
     return ids, np.ones_like(ids)
-
-
-def _time(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _config(quick):
@@ -79,8 +65,6 @@ def _compiled(backend, model, make_inputs):
 
 def run_worker(backend, repeats, quick):
     os.environ["KERAS_BACKEND"] = backend
-    sys.path.insert(0, ROOT)
-    import keras
     from keras import ops
 
     from keras_deberta import DebertaV2Config, TFDebertaV2Model
@@ -115,7 +99,7 @@ def run_worker(backend, repeats, quick):
                 if isinstance(out, dict):
                     out = next(iter(out.values()))
                 ops.convert_to_numpy(out[:1, :1, :1])  # wait for the device
-            seconds = _time(step, repeats)
+            seconds = median_seconds(step, repeats)
             results[f"{name}|{batch}x{length}"] = batch * length / seconds
     print(json.dumps(results))
 
@@ -135,7 +119,7 @@ def run_transformers(repeats, quick):
             with torch.no_grad():
                 model(input_ids=ids, attention_mask=mask)
 
-        results[f"{batch}x{length}"] = batch * length / _time(step, repeats)
+        results[f"{batch}x{length}"] = batch * length / median_seconds(step, repeats)
     return results
 
 
@@ -150,27 +134,14 @@ def main():
         return run_worker(args.worker, args.repeats, args.quick)
 
     hf = run_transformers(args.repeats, args.quick)
-    rows = []
-    for backend in args.backends:
-        cmd = [sys.executable, __file__, "--worker", backend, "--repeats", str(args.repeats)]
-        cmd += ["--quick"] if args.quick else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
-        if proc.returncode != 0:
-            print(f"{backend} worker failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        measured = json.loads(proc.stdout.strip().splitlines()[-1])
-        for key, tps in measured.items():
-            impl, shape = key.split("|")
-            rows.append((backend, impl, shape, tps, tps / hf[shape]))
-
-    print(f"\nDeBERTa-v3-base-sized encoder forward, tokens/s (median of {args.repeats}); "
-          f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run")
-    print(f"{'implementation':<28}{'batch x length':>16}{'tokens/s':>12}{'vs HF':>8}")
-    for shape, tps in hf.items():
-        print(f"{'transformers (torch)':<28}{shape:>16}{tps:>12.0f}{1.0:>8.2f}")
-    for backend, impl, shape, tps, ratio in rows:
-        label = f"{'ours' if impl == 'ours' else 'KerasHub'} ({backend})"
-        print(f"{label:<28}{shape:>16}{tps:>12.0f}{ratio:>8.2f}")
+    extra = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    measured = run_backend_workers(__file__, args.backends, extra)
+    print_ratio_table(
+        f"DeBERTa-v3-base-sized encoder forward, tokens/s (median of {args.repeats}); "
+        f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run",
+        "transformers (torch)", hf, measured,
+        lambda impl, backend: f"{'ours' if impl == 'ours' else 'KerasHub'} ({backend})",
+    )
 
 
 def transformers_version():

@@ -55,6 +55,13 @@ class DebertaTaskModel(TFPreTrainedModel):
             )
         self.deberta = self.main_layer_class(self.config, name="deberta")
         self.build_head(self.config)
+        self.build()  # variables exist from construction on, as with HF's TF models
+
+    def build(self, input_shape=None):
+        self.deberta.build()
+        for layer, shape in self.head_layer_shapes():
+            layer.build(shape)
+        self.built = True
 
     # --- what a head mixin provides -------------------------------------------------------------
     encoder_prefix = "deberta."
@@ -64,6 +71,10 @@ class DebertaTaskModel(TFPreTrainedModel):
 
     def head(self, sequence_output, inputs, training=False):
         raise NotImplementedError
+
+    def head_layer_shapes(self):
+        """(layer, input shape) of every head layer with weights, to build them eagerly."""
+        return []
 
     def head_specs(self):
         return {}
@@ -168,6 +179,9 @@ class MaskedLMTask:
         self.legacy = bool(getattr(config, "legacy", True))
         self.lm_head = heads.MaskedLMHead(config, legacy=self.legacy, name="cls" if self.legacy else "lm_predictions")
 
+    def head_layer_shapes(self):
+        return [(self.lm_head, None)]
+
     def head(self, sequence_output, inputs, training=False):
         table = self.deberta.embeddings.word_embeddings.embeddings
         return {"logits": self.lm_head(sequence_output, table)}
@@ -197,6 +211,9 @@ class _PooledClassifier:
         rate = config.cls_dropout if getattr(config, "cls_dropout", None) is not None else config.hidden_dropout_prob
         self.classifier_dropout = keras.layers.Dropout(rate)
         self.classifier = _dense(units, config, "classifier")
+
+    def head_layer_shapes(self):
+        return [(self.pooler, None), (self.classifier, (None, self.config.pooler_hidden_size))]
 
     def _pooled_logits(self, sequence_output, training):
         pooled = self.classifier_dropout(self.pooler(sequence_output, training=training), training=training)
@@ -271,6 +288,9 @@ class TokenClassificationTask:
         self.classifier_dropout = keras.layers.Dropout(config.hidden_dropout_prob)
         self.classifier = _dense(config.num_labels, config, "classifier")
 
+    def head_layer_shapes(self):
+        return [(self.classifier, (None, None, self.config.hidden_size))]
+
     def head(self, sequence_output, inputs, training=False):
         return {"logits": self.classifier(self.classifier_dropout(sequence_output, training=training))}
 
@@ -293,6 +313,9 @@ class QuestionAnsweringTask:
 
     def build_head(self, config):
         self.qa_outputs = _dense(config.num_labels, config, "qa_outputs")
+
+    def head_layer_shapes(self):
+        return [(self.qa_outputs, (None, None, self.config.hidden_size))]
 
     def head(self, sequence_output, inputs, training=False):
         logits = self.qa_outputs(sequence_output)  # [B, L, 2]

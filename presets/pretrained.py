@@ -55,7 +55,7 @@ class TFPreTrainedModel(keras.Model):
         self.build_with_dummy_inputs()
 
     def build_with_dummy_inputs(self):
-        """Creates the variables by one call on a [1, 2] input (subclassed models build lazily)."""
+        """Creates the variables (by one call on a [1, 2] input if the model has not built them)."""
         if not self.built or not self.weights:
             ids = np.zeros((1, 2), dtype="int32")
             self(self.dummy_inputs(ids), training=False)
