@@ -1,7 +1,18 @@
 """DeBERTa (v1) and DeBERTa-v2/v3 as Keras 3 models for TensorFlow, JAX and PyTorch."""
 
+from keras_deberta.configuration_deberta import DebertaConfig
 from keras_deberta.configuration_deberta_v2 import DebertaV2Config
+from keras_deberta.modeling_deberta import (
+    TFDebertaForMaskedLM,
+    TFDebertaForMultipleChoice,
+    TFDebertaForQuestionAnswering,
+    TFDebertaForSequenceClassification,
+    TFDebertaForTokenClassification,
+    TFDebertaModel,
+    TFDebertaPreTrainedModel,
+)
 from keras_deberta.modeling_deberta_v2 import (
+    DebertaMainLayer,
     DebertaV2MainLayer,
     TFDebertaV2ForMaskedLM,
     TFDebertaV2ForMultipleChoice,
@@ -16,8 +27,17 @@ from presets.errors import CheckpointError, CheckpointNotFoundError
 __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
+    "DebertaConfig",
+    "DebertaMainLayer",
     "DebertaV2Config",
     "DebertaV2MainLayer",
+    "TFDebertaForMaskedLM",
+    "TFDebertaForMultipleChoice",
+    "TFDebertaForQuestionAnswering",
+    "TFDebertaForSequenceClassification",
+    "TFDebertaForTokenClassification",
+    "TFDebertaModel",
+    "TFDebertaPreTrainedModel",
     "TFDebertaV2ForMaskedLM",
     "TFDebertaV2ForMultipleChoice",
     "TFDebertaV2ForQuestionAnswering",

@@ -94,6 +94,9 @@ class DebertaV2Config(BaseConfig):
             )
 
     # --- values the model derives, in one place ------------------------------------------------
+    fused_qkv = False  # v2/v3 have separate query/key/value projections (v1 fuses them)
+    talking_head = False
+
     @property
     def resolved_max_relative_positions(self):
         """The relative span: max_relative_positions, or max_position_embeddings when < 1."""

@@ -1,4 +1,6 @@
-"""DeBERTa-v2 / v3 encoder as Keras 3 layers and models, weight-compatible with transformers."""
+"""DeBERTa encoder layers (shared by v1 and v2/v3) and the DeBERTa-v2/v3 model classes,
+weight-compatible with transformers. The v1 differences (fused q/k/v, talking heads) are
+options of `DisentangledSelfAttention` that the config switches on."""
 
 import keras
 from keras import ops
@@ -21,7 +23,7 @@ def _dense(units, config, name, use_bias=True):
 _register = keras.saving.register_keras_serializable(package="keras_deberta")
 
 
-class DebertaV2Layer(keras.layers.Layer):
+class DebertaEncoderLayer(keras.layers.Layer):
     """One encoder block: disentangled attention -> dense + LN residual -> FFN -> dense + LN residual."""
 
     def __init__(self, config, **kwargs):
@@ -39,6 +41,9 @@ class DebertaV2Layer(keras.layers.Layer):
             attention_dropout=config.attention_probs_dropout_prob,
             position_dropout=config.hidden_dropout_prob,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+            fused_qkv=config.fused_qkv,
+            position_key_bias=not config.fused_qkv,  # v1's pos_proj has no bias
+            talking_head=bool(getattr(config, "talking_head", False)),
             name="self",
         )
         eps = config.layer_norm_eps
@@ -74,7 +79,7 @@ class DebertaV2Layer(keras.layers.Layer):
         return self.output_norm(out + attended), probs
 
 
-class DebertaV2MainLayer(keras.layers.Layer):
+class DebertaMainLayer(keras.layers.Layer):
     """Embeddings + encoder (HF's `deberta` sub-module): ids -> hidden states.
 
     Call returns a dict with `last_hidden_state` [B, L, hidden], and on request `hidden_states`
@@ -106,7 +111,7 @@ class DebertaV2MainLayer(keras.layers.Layer):
                 initializer_range=config.initializer_range,
                 name="rel_embeddings",
             )
-        self.encoder_layers = [DebertaV2Layer(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)]
+        self.encoder_layers = [DebertaEncoderLayer(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)]
         self.conv = None
         if config.conv_kernel_size > 0:
             self.conv = NGIEConv(
@@ -194,9 +199,17 @@ class DebertaV2MainLayer(keras.layers.Layer):
         for i, layer in enumerate(self.encoder_layers):
             base = f"encoder.layer.{i}."
             att = layer.attention
-            for proj in ("query_proj", "key_proj", "value_proj", "pos_key_proj", "pos_query_proj"):
-                if getattr(att, proj) is not None:
-                    dense(f"{base}attention.self.{proj}", getattr(att, proj))
+            if att.fused_qkv:  # DeBERTa v1 spellings
+                dense(f"{base}attention.self.in_proj", att.in_proj)
+                specs[f"{prefix}{base}attention.self.q_bias"] = (att.q_bias, "identity")
+                specs[f"{prefix}{base}attention.self.v_bias"] = (att.v_bias, "identity")
+                names = {"pos_key_proj": "pos_proj", "pos_query_proj": "pos_q_proj",
+                         "head_logits_proj": "head_logits_proj", "head_weights_proj": "head_weights_proj"}
+            else:
+                names = {p: p for p in ("query_proj", "key_proj", "value_proj", "pos_key_proj", "pos_query_proj")}
+            for attr, hf_name in names.items():
+                if getattr(att, attr) is not None:
+                    dense(f"{base}attention.self.{hf_name}", getattr(att, attr))
             dense(f"{base}attention.output.dense", layer.attention_output)
             norm(f"{base}attention.output.LayerNorm", layer.attention_norm)
             dense(f"{base}intermediate.dense", layer.intermediate)
@@ -205,12 +218,15 @@ class DebertaV2MainLayer(keras.layers.Layer):
         return specs
 
 
+DebertaV2MainLayer = DebertaMainLayer  # the name HF's TF code used for this sub-module
+
+
 @_register
 class TFDebertaV2PreTrainedModel(tasks.DebertaTaskModel):
     """Base of the DeBERTa-v2/v3 classes: the `deberta` main layer plus one task head."""
 
     config_class = DebertaV2Config
-    main_layer_class = DebertaV2MainLayer
+    main_layer_class = DebertaMainLayer
 
     def rename_checkpoint_tensors(self, tensors, source):
         if not str(source).endswith(".h5"):

@@ -17,6 +17,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
     table projected by the key / query projections (`share_att_key`) or by separate
     `pos_key_proj` / `pos_query_proj`.
 
+    DeBERTa v1 spellings are options: `fused_qkv` (one bias-free `in_proj` producing q, k, v
+    interleaved per head, plus `q_bias` and `v_bias`), `position_key_bias=False` (v1's bias-free
+    `pos_proj`) and `talking_head` (head-mixing projections on the scores and on the probabilities).
+
     The position terms are computed per diagonal and skewed into place (see
     `layers.relative_position`): per head, the projected table is gathered once to the
     [L_q + L_k] diagonals, multiplied, and shifted; nothing of shape [B, H, L, L] is gathered and no
@@ -33,6 +37,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
         position_buckets: > 0 uses log buckets and a table of 2 * position_buckets rows.
         max_relative_positions: the relative span (already resolved: > 0).
         attention_dropout, position_dropout: dropout rates on probabilities and on the table.
+        fused_qkv, position_key_bias, talking_head: the DeBERTa v1 options above.
     Call args:
         hidden_states: [B, L, hidden_size].
         attention_mask: boolean, [B, L] (key and query padding) or [B, L_q, L_k] pairwise.
@@ -54,9 +59,15 @@ class DisentangledSelfAttention(keras.layers.Layer):
         attention_dropout=0.0,
         position_dropout=0.0,
         kernel_initializer="glorot_uniform",
+        fused_qkv=False,
+        position_key_bias=True,
+        talking_head=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.fused_qkv = bool(fused_qkv)
+        self.position_key_bias = bool(position_key_bias)
+        self.talking_head = bool(talking_head)
         self.hidden_size = int(hidden_size)
         self.num_heads = int(num_heads)
         self.head_size = int(head_size or hidden_size // num_heads)
@@ -73,18 +84,29 @@ class DisentangledSelfAttention(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
         inner = self.num_heads * self.head_size
-        dense = lambda name: keras.layers.Dense(
-            inner, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name
+        dense = lambda name, units=inner, use_bias=True: keras.layers.Dense(
+            units, use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy,
+            name=name,
         )
-        self.query_proj = dense("query_proj")
-        self.key_proj = dense("key_proj")
-        self.value_proj = dense("value_proj")
+        self.query_proj = self.key_proj = self.value_proj = self.in_proj = None
+        if self.fused_qkv:
+            if self.share_att_key:
+                raise ValueError("share_att_key needs separate query/key projections, not fused_qkv")
+            self.in_proj = dense("in_proj", 3 * inner, use_bias=False)  # [q_h, k_h, v_h] per head
+        else:
+            self.query_proj = dense("query_proj")
+            self.key_proj = dense("key_proj")
+            self.value_proj = dense("value_proj")
         self.pos_key_proj = self.pos_query_proj = None
         if self.relative_attention and not self.share_att_key:
             if "c2p" in self.pos_att_type:
-                self.pos_key_proj = dense("pos_key_proj")
+                self.pos_key_proj = dense("pos_key_proj", use_bias=self.position_key_bias)
             if "p2c" in self.pos_att_type:
                 self.pos_query_proj = dense("pos_query_proj")
+        self.head_logits_proj = self.head_weights_proj = None
+        if self.talking_head:
+            self.head_logits_proj = dense("head_logits_proj", self.num_heads, use_bias=False)
+            self.head_weights_proj = dense("head_weights_proj", self.num_heads, use_bias=False)
         self.probs_dropout = keras.layers.Dropout(self.attention_dropout)
         self.table_dropout = keras.layers.Dropout(self.position_dropout)
 
@@ -96,18 +118,24 @@ class DisentangledSelfAttention(keras.layers.Layer):
         self.scale = math.sqrt(self.head_size * terms)
 
     def build(self, input_shape):
-        for proj in (self.query_proj, self.key_proj, self.value_proj):
-            proj.build(input_shape)
+        for proj in (self.query_proj, self.key_proj, self.value_proj, self.in_proj):
+            if proj is not None:
+                proj.build(input_shape)
+        if self.fused_qkv:
+            inner = self.num_heads * self.head_size
+            self.q_bias = self.add_weight(name="q_bias", shape=(inner,), initializer="zeros")
+            self.v_bias = self.add_weight(name="v_bias", shape=(inner,), initializer="zeros")
         for proj in (self.pos_key_proj, self.pos_query_proj):
             if proj is not None:
                 proj.build((None, self.hidden_size))
+        for proj in (self.head_logits_proj, self.head_weights_proj):
+            if proj is not None:
+                proj.build((None, self.num_heads))
         self.built = True
 
     def _split_heads(self, x):
         # [B, L, H * D] -> [B, H, L, D]
-        batch, length = ops.shape(x)[0], ops.shape(x)[1]
-        x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))
-        return ops.transpose(x, (0, 2, 1, 3))
+        return self._split_heads_width(x, self.head_size)
 
     def _project_table(self, table, proj):
         # [2 * span, hidden] -> [H, 2 * span, D]
@@ -121,11 +149,28 @@ class DisentangledSelfAttention(keras.layers.Layer):
         scores = ops.einsum("bhrd,hnd->bhrn", states, diagonals)  # [B, H, Lr, Lr + Lc]
         return skew_to_relative(scores, num_rows, num_cols)  # [B, H, Lr, Lc]
 
+    def _query_key_value(self, hidden_states):
+        """-> query, key, value, each [B, H, L, D]."""
+        if not self.fused_qkv:
+            return (self._split_heads(self.query_proj(hidden_states)),
+                    self._split_heads(self.key_proj(hidden_states)),
+                    self._split_heads(self.value_proj(hidden_states)))
+        qkv = self._split_heads_width(self.in_proj(hidden_states), 3 * self.head_size)  # [B, H, L, 3D]
+        query, key, value = ops.split(qkv, 3, axis=-1)
+        per_head = lambda bias: ops.reshape(ops.cast(bias, query.dtype), (self.num_heads, 1, self.head_size))
+        return query + per_head(self.q_bias), key, value + per_head(self.v_bias)
+
+    def _split_heads_width(self, x, width):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.transpose(ops.reshape(x, (batch, length, self.num_heads, width)), (0, 2, 1, 3))
+
+    def _mix_heads(self, x, proj):
+        # Talking heads: out[:, g] = sum_h W[g, h] x[:, h]; the Dense kernel holds W^T [h, g].
+        return ops.einsum("bhij,hg->bgij", x, ops.cast(proj.kernel, x.dtype))
+
     def call(self, hidden_states, attention_mask=None, rel_embeddings=None, training=False,
              return_attention_scores=False):
-        query = self._split_heads(self.query_proj(hidden_states))  # [B, H, L, D]
-        key = self._split_heads(self.key_proj(hidden_states))
-        value = self._split_heads(self.value_proj(hidden_states))
+        query, key, value = self._query_key_value(hidden_states)  # [B, H, L, D] each
         length = ops.shape(hidden_states)[1]
 
         # Scaling q before the products keeps float16 scores in range (fp16 overflow is a known
@@ -147,6 +192,8 @@ class DisentangledSelfAttention(keras.layers.Layer):
                 p2c = self._relative_scores(scaled_key, pos_query, length, length, flip=True)
                 scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
 
+        if self.head_logits_proj is not None:
+            scores = self._mix_heads(scores, self.head_logits_proj)
         # Softmax in float32 whatever the compute dtype: fp16 softmax over large scores gives NaN.
         scores = ops.cast(scores, "float32")
         if attention_mask is not None:
@@ -155,6 +202,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
         probs = ops.softmax(scores, axis=-1)
         probs = ops.cast(probs, value.dtype)
         dropped = self.probs_dropout(probs, training=training)
+        if self.head_weights_proj is not None:
+            dropped = self._mix_heads(dropped, self.head_weights_proj)
+            probs = self._mix_heads(probs, self.head_weights_proj)
         context = ops.einsum("bhij,bhjd->bhid", dropped, value)  # [B, H, L, D]
         context = ops.transpose(context, (0, 2, 1, 3))
         batch = ops.shape(context)[0]
@@ -175,6 +225,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
             attention_dropout=self.attention_dropout,
             position_dropout=self.position_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            fused_qkv=self.fused_qkv,
+            position_key_bias=self.position_key_bias,
+            talking_head=self.talking_head,
         )
         return config
 

@@ -76,3 +76,27 @@ def assert_close(got, ref, where=None, tol=1e-4, what="output"):
     bound = tol * max(1.0, np.abs(ref).max())
     assert diff <= bound, f"{what}: max abs diff {diff:.3g} > {bound:.3g}"
     return diff
+
+
+TINY_V1 = dict(
+    vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+    max_position_embeddings=64, type_vocab_size=0, layer_norm_eps=1e-7,
+)
+
+V1_VARIANTS = {
+    "relative_whole_length": dict(relative_attention=True, max_relative_positions=-1, pos_att_type="c2p|p2c",
+                                  position_biased_input=False),
+    "span_shorter_than_sequence": dict(relative_attention=True, max_relative_positions=6,
+                                       pos_att_type=["c2p", "p2c"], position_biased_input=True),
+    "absolute_token_types": dict(relative_attention=False, position_biased_input=True, type_vocab_size=2),
+    "talking_heads": dict(relative_attention=True, max_relative_positions=8, pos_att_type="c2p|p2c",
+                          talking_head=True, position_biased_input=False),
+    "c2p_only": dict(relative_attention=True, max_relative_positions=10, pos_att_type=["c2p"],
+                     position_biased_input=False, type_vocab_size=2),
+}
+
+
+def hf_v1_config(**overrides):
+    import transformers
+
+    return transformers.DebertaConfig(**{**TINY_V1, **overrides})

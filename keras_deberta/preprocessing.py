@@ -1,0 +1,287 @@
+"""In-graph DeBERTa preprocessing: strings in, `input_ids` / `attention_mask` / `token_type_ids` out.
+
+The tokenisation runs in TensorFlow ops (keras-hub's `SentencePieceTokenizer` / `BytePairTokenizer`,
+which wrap tf-text), so the layers work inside `tf.data` on every Keras backend and inside an exported
+SavedModel. Around the tokenizer they do what the Python tokenizers do: special tokens written in the
+text ([CLS] [SEP] [PAD] [UNK] [MASK]) are matched first, pairs get the model's template, truncation
+follows transformers' strategies ("longest_first", "only_first", "only_second") and padding is to a
+fixed `sequence_length` or, with `sequence_length=None`, to the longest row of the batch.
+
+Call with a batch of strings, a single string, or a pair `(texts_a, texts_b)`:
+
+    pre = DebertaV2Preprocessor.from_pretrained("path/to/dir", sequence_length=128)
+    ds = tf.data.Dataset.from_tensor_slices(texts).batch(32).map(pre)
+
+Eager calls outside TensorFlow graphs return tensors of the active backend.
+
+Known difference: tf-text bundles an older SentencePiece whose Viterbi breaks exact ties between
+equally scored segmentations differently from the `sentencepiece` Python package (e.g. "excitedddd":
+"d"+"dd" vs "dd"+"d", same pieces, same score). The Python tokenizer follows the package.
+Offsets are not produced in-graph.
+"""
+
+import keras
+
+from keras_deberta.tokenization_deberta import DebertaTokenizer
+from keras_deberta.tokenization_deberta_v2 import DebertaV2Tokenizer
+
+try:
+    import tensorflow as tf
+except ImportError:  # pragma: no cover - the layers need TensorFlow for the graph
+    tf = None
+
+try:
+    from keras_hub.src.layers.preprocessing.preprocessing_layer import PreprocessingLayer as _Base
+except ImportError:  # pragma: no cover
+    _Base = keras.layers.Layer
+
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+
+
+def _require_tf():
+    if tf is None:
+        raise ImportError("the in-graph preprocessing layers need tensorflow and tensorflow-text")
+
+
+class _DebertaPreprocessorBase(_Base):
+    """Special tokens, pair template, truncation and padding in TensorFlow ops.
+
+    Subclasses set `self.tokenizer` (a Python tokenizer for ids and special tokens) and implement
+    `_tokenize_segments(strings) -> tf.RaggedTensor [N, (T)]` for text that holds no special token.
+    """
+
+    pair_separators = 1
+    pair_type_ids = True
+
+    def __init__(self, tokenizer, sequence_length=None, truncation="longest_first", dtype="int32", **kwargs):
+        _require_tf()
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        if truncation is True:
+            truncation = "longest_first"
+        if truncation not in TRUNCATION_STRATEGIES + (None, False):
+            raise ValueError(f"truncation must be one of {TRUNCATION_STRATEGIES} or None, got {truncation!r}")
+        if sequence_length is not None and int(sequence_length) < 1:
+            raise ValueError(f"sequence_length must be a positive integer or None, got {sequence_length!r}")
+        self.tokenizer = tokenizer
+        self.sequence_length = None if sequence_length is None else int(sequence_length)
+        self.truncation = truncation or None
+        self.output_dtype = dtype
+        self.cls_id = int(tokenizer.cls_token_id)
+        self.sep_id = int(tokenizer.sep_token_id)
+        self.pad_id = int(tokenizer.pad_token_id)
+        # Special tokens matched in the text, longest first (as the Python tokenizers).
+        specials = sorted(tokenizer._added, key=len, reverse=True)
+        self._special_pattern = None
+        self._special_table = None
+        if specials:
+            alternatives = []
+            for content in specials:
+                lstrip, rstrip = tokenizer._added_flags.get(content, (False, False))
+                alternatives.append((r"\s*" if lstrip else "") + _re2_escape(content) + (r"\s*" if rstrip else ""))
+            self._special_pattern = "|".join(alternatives)
+            self._special_table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(specials), tf.constant([tokenizer._added[s] for s in specials], tf.int64)),
+                default_value=-1)
+        self._graph_fn = None
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    # ---- tokenisation -----------------------------------------------------------------------
+    def _tokenize(self, texts):
+        """texts: tf.string [B] -> int64 ragged [B, (T)], special tokens in the text recognised."""
+        if self._special_pattern is None:
+            return tf.cast(self._tokenize_segments(texts), tf.int64)
+        import tensorflow_text as tf_text
+
+        segments = tf_text.regex_split(texts, self._special_pattern, self._special_pattern)  # [B, (S)]
+        flat = segments.flat_values
+        is_special = tf.strings.regex_full_match(flat, self._special_pattern)
+        tokens = tf.cast(self._tokenize_segments(tf.where(is_special, "", flat)), tf.int64)
+        keys = tf.strings.regex_replace(flat, r"^\s+|\s+$", "")
+        special_ids = tf.boolean_mask(self._special_table.lookup(keys), is_special)
+        special_rows = tf.RaggedTensor.from_row_lengths(special_ids, tf.cast(is_special, tf.int64))
+        tokens = tf.concat([tokens, special_rows], axis=1)  # special rows are empty in `tokens`
+        return tf.RaggedTensor.from_row_splits(tokens, segments.row_splits).merge_dims(1, 2)
+
+    # ---- packing --------------------------------------------------------------------------------
+    def _keep_lengths(self, n1, n2):
+        """How many tokens of each sequence to keep (transformers' truncation), int64 [B]."""
+        n_special = 2 if n2 is None else 2 + self.pair_separators
+        budget_value = self.sequence_length - n_special
+        if budget_value < 0:
+            raise ValueError(f"sequence_length={self.sequence_length} leaves no room for the {n_special} "
+                             "special tokens of the template")
+        budget = tf.constant(budget_value, tf.int64)
+        if n2 is None:
+            if self.truncation == "only_second" and budget_value > 0:
+                tf.debugging.assert_less_equal(n1, budget, "truncation='only_second' needs a pair")
+            return tf.minimum(n1, budget), None
+        fits = n1 + n2 <= budget
+        zero = tf.zeros_like(n1)
+        message = "Truncation error: Sequence to truncate too short to respect the provided max_length"
+        if self.truncation == "only_first":
+            k1, k2 = budget - n2, n2
+            if budget_value > 0:
+                tf.debugging.assert_equal(tf.logical_or(fits, k1 > 0), True, message)
+            k1 = tf.maximum(k1, zero)
+        elif self.truncation == "only_second":
+            k1, k2 = n1, budget - n1
+            if budget_value > 0:
+                tf.debugging.assert_equal(tf.logical_or(fits, k2 > 0), True, message)
+            k2 = tf.maximum(k2, zero)
+        else:  # longest_first: the shorter keeps min(len, budget // 2), the longer the rest
+            half = budget // 2
+            first_longer = n1 > n2
+            k2 = tf.where(first_longer, tf.minimum(n2, half), budget - tf.minimum(n1, half))
+            k1 = tf.where(first_longer, budget - tf.minimum(n2, half), tf.minimum(n1, half))
+        k1 = tf.where(fits, n1, k1)
+        k2 = tf.where(fits, n2, k2)
+        if budget_value == 0:  # tokenizers empties both sequences
+            k1, k2 = zero, zero
+        return k1, k2
+
+    @staticmethod
+    def _head(ragged, keep):
+        positions = tf.ragged.range(ragged.row_lengths())
+        return tf.ragged.boolean_mask(ragged, positions < keep[:, None])
+
+    def _pack(self, a, b):
+        batch = a.nrows()
+
+        def column(value):
+            return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([batch, 1]), tf.constant(value, tf.int64)))
+
+        if self.sequence_length is not None and self.truncation is not None:
+            k1, k2 = self._keep_lengths(a.row_lengths(), None if b is None else b.row_lengths())
+            a = self._head(a, k1)
+            if b is not None:
+                b = self._head(b, k2)
+        cls, sep = column(self.cls_id), column(self.sep_id)
+        first = tf.concat([cls, a, sep], axis=1)
+        if b is None:
+            ids = first
+            types = tf.zeros_like(first)
+        else:
+            second = tf.concat([sep] * (self.pair_separators - 1) + [b, sep], axis=1)
+            ids = tf.concat([first, second], axis=1)
+            second_type = tf.ones_like(second) if self.pair_type_ids else tf.zeros_like(second)
+            types = tf.concat([tf.zeros_like(first), second_type], axis=1)
+        shape = None if self.sequence_length is None else tf.stack([batch, self.sequence_length])
+        dtype = tf.as_dtype(self.output_dtype)
+        return {
+            "input_ids": tf.cast(ids.to_tensor(default_value=self.pad_id, shape=shape), dtype),
+            "token_type_ids": tf.cast(types.to_tensor(default_value=0, shape=shape), dtype),
+            "attention_mask": tf.cast(tf.ones_like(ids).to_tensor(default_value=0, shape=shape), dtype),
+        }
+
+    def _graph(self, a, b=None):
+        squeeze = a.shape.rank == 0
+        if squeeze:
+            a = a[None]
+            b = None if b is None else b[None]
+        out = self._pack(self._tokenize(a), None if b is None else self._tokenize(b))
+        if squeeze:
+            out = {k: v[0] for k, v in out.items()}
+        return out
+
+    def call(self, inputs):
+        if isinstance(inputs, dict):
+            raise TypeError("pass strings, or a pair (texts_a, texts_b)")
+        if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and not isinstance(inputs[0], str):
+            a, b = (tf.convert_to_tensor(x, tf.string) for x in inputs)
+        else:
+            a, b = tf.convert_to_tensor(inputs, tf.string), None
+        if not tf.executing_eagerly():  # tf.data, tf.function, SavedModel
+            return self._graph(a, b)
+        # Eager: run the same graph compiled (the tokenizers' eager paths are slow), then hand back
+        # tensors of the active backend.
+        if self._graph_fn is None:
+            self._graph_fn = tf.function(self._graph, reduce_retracing=True)
+        out = self._graph_fn(a) if b is None else self._graph_fn(a, b)
+        if keras.backend.backend() == "tensorflow":
+            return out
+        return {k: keras.ops.convert_to_tensor(v.numpy()) for k, v in out.items()}
+
+    def compute_output_spec(self, inputs):
+        shape = (None, self.sequence_length)
+        return {k: keras.KerasTensor(shape, dtype=self.output_dtype)
+                for k in ("input_ids", "token_type_ids", "attention_mask")}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sequence_length=self.sequence_length, truncation=self.truncation, dtype=self.output_dtype)
+        return config
+
+
+def _re2_escape(text):
+    return "".join("\\" + ch if not ch.isalnum() and ord(ch) < 128 else ch for ch in text)
+
+
+class DebertaV2Preprocessor(_DebertaPreprocessorBase):
+    """DeBERTa-v2/v3 in-graph preprocessing over keras-hub's `SentencePieceTokenizer`.
+
+    Args:
+        tokenizer: a `DebertaV2Tokenizer` (its SentencePiece model, special tokens and ids are used).
+        sequence_length: pad / truncate to this length; None pads each batch to its longest row.
+        truncation: "longest_first" (default), "only_first", "only_second" or None.
+        dtype: dtype of the outputs.
+    """
+
+    pair_separators = 1
+    pair_type_ids = True
+
+    def __init__(self, tokenizer, sequence_length=None, truncation="longest_first", dtype="int32", **kwargs):
+        from keras_hub.tokenizers import SentencePieceTokenizer
+
+        if not isinstance(tokenizer, DebertaV2Tokenizer):
+            raise TypeError("tokenizer must be a DebertaV2Tokenizer")
+        if tokenizer.do_lower_case or tokenizer.split_by_punct:
+            raise NotImplementedError("do_lower_case / split_by_punct are not supported in-graph")
+        super().__init__(tokenizer, sequence_length=sequence_length, truncation=truncation, dtype=dtype, **kwargs)
+        self.sp = SentencePieceTokenizer(proto=tokenizer._model_bytes, dtype="int32")
+
+    @classmethod
+    def from_pretrained(cls, directory, **kwargs):
+        return cls(DebertaV2Tokenizer.from_pretrained(directory), **kwargs)
+
+    def _tokenize_segments(self, strings):
+        return self.sp.tokenize(strings)
+
+
+class DebertaPreprocessor(_DebertaPreprocessorBase):
+    """DeBERTa v1 in-graph preprocessing over keras-hub's `BytePairTokenizer` (GPT-2 byte-level BPE).
+
+    Same arguments as `DebertaV2Preprocessor`, with a `DebertaTokenizer`; the pair template is
+    transformers 5.x's `[CLS] A [SEP] [SEP] B [SEP]` with all-zero token_type_ids.
+    """
+
+    pair_separators = 2
+    pair_type_ids = False
+
+    def __init__(self, tokenizer, sequence_length=None, truncation="longest_first", dtype="int32", **kwargs):
+        from keras_hub.tokenizers import BytePairTokenizer
+
+        if not isinstance(tokenizer, DebertaTokenizer):
+            raise TypeError("tokenizer must be a DebertaTokenizer")
+        super().__init__(tokenizer, sequence_length=sequence_length, truncation=truncation, dtype=dtype, **kwargs)
+        merges = [f"{a} {b}" for (a, b), _ in sorted(tokenizer.bpe_ranks.items(), key=lambda kv: kv[1])]
+        self.add_prefix_space = tokenizer.add_prefix_space
+        self.bpe = BytePairTokenizer(vocabulary=dict(tokenizer.encoder), merges=merges, dtype="int32",
+                                     unsplittable_tokens=[])
+
+    @classmethod
+    def from_pretrained(cls, directory, **kwargs):
+        return cls(DebertaTokenizer.from_pretrained(directory), **kwargs)
+
+    def _tokenize_segments(self, strings):
+        if self.add_prefix_space:  # as transformers: a space unless the segment starts with one
+            strings = tf.where(tf.strings.regex_full_match(strings, "( |$).*"), strings,
+                               tf.strings.join([" ", strings]))
+        return self.bpe.tokenize(strings)
+
+
+__all__ = ["DebertaV2Preprocessor", "DebertaPreprocessor"]
