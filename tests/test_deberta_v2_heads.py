@@ -329,3 +329,15 @@ def test_multiple_choice_mismatches():
         model(ids, attention_mask=np.ones((2, 4, 5), "int32"))
     with pytest.raises(ValueError, match=r"\[batch, num_choices, length\]"):
         model(np.ones((2, 5), "int32"))
+
+
+def test_sample_weights_weight_the_models_own_loss():
+    model = _classifier()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ids, labels = _toy_data(16)
+    weights = np.array([1.0] * 8 + [0.0] * 8, dtype="float32")
+    weighted = model.evaluate(ids, labels, sample_weight=weights, batch_size=16, verbose=0)
+    first_half = model.evaluate(ids[:8], labels[:8], batch_size=8, verbose=0)
+    np.testing.assert_allclose(weighted, first_half, rtol=1e-5)
+    direct = model(ids[:8], labels=labels[:8]).loss
+    np.testing.assert_allclose(first_half, _np(direct), rtol=1e-5)
