@@ -1,108 +1,124 @@
-"""DebertaConfig (v1, `model_type` "deberta"): transformers' field names, defaults and format."""
+"""Configurations of the DeBERTa family: transformers' field names, defaults and config.json.
 
-from keras_deberta.configuration_deberta_v2 import _parse_pos_att_type
+`DebertaConfig` (v1, model_type "deberta") and `DebertaV2Config` (v2/v3, "deberta-v2") share the
+fields below; each lists its own defaults. Fields transformers reads with `getattr` are explicit
+here, with the defaults transformers falls back to. `pos_att_type` may be a list or a "p2c|c2p"
+string; it is stored as a list.
+"""
+
 from presets.config import BaseConfig
 
+_SHARED_DEFAULTS = dict(
+    hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+    type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7, relative_attention=False,
+    max_relative_positions=-1, position_biased_input=True, pos_att_type=None, pooler_dropout=0.0,
+    pooler_hidden_act="gelu", legacy=True, embedding_size=None, pooler_hidden_size=None, cls_dropout=None,
+)
 
-class DebertaConfig(BaseConfig):
-    """Configuration of DeBERTa v1 (microsoft/deberta-base, -large, ...).
 
-    Fields and defaults are transformers' `DebertaConfig`, plus what its modeling reads with
-    `getattr` (talking_head, embedding_size, pooler_hidden_size, cls_dropout). The v2-only
-    architecture knobs (log buckets, shared keys, layer-normed relative table, nGiE convolution)
-    do not exist in v1: they read as fixed properties, so a stray key in a config.json cannot
-    change the math (transformers ignores such keys too; they are kept for round trips).
-    """
+def _parse_pos_att_type(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [x.strip() for x in value.lower().split("|") if x.strip()]
+    return [str(x).strip().lower() for x in value]
 
-    model_type = "deberta"
 
-    def __init__(
-        self,
-        vocab_size=50265,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-        max_position_embeddings=512,
-        type_vocab_size=0,
-        initializer_range=0.02,
-        layer_norm_eps=1e-7,
-        relative_attention=False,
-        max_relative_positions=-1,
-        pad_token_id=0,
-        position_biased_input=True,
-        pos_att_type=None,
-        pooler_dropout=0.0,
-        pooler_hidden_act="gelu",
-        legacy=True,
-        talking_head=False,
-        embedding_size=None,
-        pooler_hidden_size=None,
-        cls_dropout=None,
-        **kwargs,
-    ):
-        extra = {k: kwargs.pop(k) for k in list(kwargs) if k in _V2_ONLY}
+class _DebertaConfigBase(BaseConfig):
+    field_defaults = {}
+
+    def __init__(self, pad_token_id=0, **kwargs):
+        fields = {name: kwargs.pop(name, default) for name, default in self.field_defaults.items()}
         super().__init__(pad_token_id=pad_token_id, **kwargs)
-        self._v2_only_keys = extra  # kept for the round trip, never read
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.hidden_act = hidden_act
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.max_position_embeddings = max_position_embeddings
-        self.type_vocab_size = type_vocab_size
-        self.initializer_range = initializer_range
-        self.layer_norm_eps = layer_norm_eps
-        self.relative_attention = relative_attention
-        self.max_relative_positions = max_relative_positions
-        self.position_biased_input = position_biased_input
-        self.pos_att_type = _parse_pos_att_type(pos_att_type)
-        self.pooler_dropout = pooler_dropout
-        self.pooler_hidden_act = pooler_hidden_act
-        self.legacy = legacy
-        self.talking_head = talking_head
-        self.embedding_size = embedding_size if embedding_size is not None else hidden_size
-        self.pooler_hidden_size = pooler_hidden_size if pooler_hidden_size is not None else hidden_size
-        self.cls_dropout = cls_dropout
-        if hidden_size % num_attention_heads:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.pos_att_type = _parse_pos_att_type(self.pos_att_type)
+        if self.embedding_size is None:
+            self.embedding_size = self.hidden_size
+        if self.pooler_hidden_size is None:
+            self.pooler_hidden_size = self.hidden_size
+        if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({hidden_size}) is not a multiple of num_attention_heads ({num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
             )
 
-    # v1's fixed architecture, in the names the shared DeBERTa layers read.
-    fused_qkv = True
-    position_buckets = -1
-    share_att_key = False
-    conv_kernel_size = 0
-    layer_norm_relative_table = False
-
-    @property
-    def attention_head_size(self):
-        return self.hidden_size // self.num_attention_heads
-
+    # --- values the model derives, in one place ------------------------------------------------
     @property
     def resolved_max_relative_positions(self):
+        """The relative span: max_relative_positions, or max_position_embeddings when < 1."""
         if self.max_relative_positions < 1:
             return self.max_position_embeddings
         return self.max_relative_positions
 
     @property
     def relative_table_rows(self):
+        """Rows of `encoder.rel_embeddings`: 2 * position_buckets, else 2 * the relative span."""
+        if self.position_buckets > 0:
+            return 2 * self.position_buckets
         return 2 * self.resolved_max_relative_positions
 
     def to_dict(self):
         out = super().to_dict()
-        out.update(out.pop("_v2_only_keys", {}))
         if out.get("cls_dropout") is None:
             out.pop("cls_dropout", None)
         return out
 
 
+class DebertaV2Config(_DebertaConfigBase):
+    """Configuration of DeBERTa-v2 and v3 (`model_type` "deberta-v2"), as transformers'."""
+
+    model_type = "deberta-v2"
+    field_defaults = dict(
+        _SHARED_DEFAULTS, vocab_size=128100, hidden_size=1536, num_hidden_layers=24, num_attention_heads=24,
+        intermediate_size=6144, position_buckets=-1, share_att_key=False, norm_rel_ebd="none",
+        conv_kernel_size=0, conv_groups=1, conv_act="tanh", attention_head_size=None,
+    )
+    fused_qkv = False  # v2/v3 have separate query/key/value projections (v1 fuses them)
+    talking_head = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.attention_head_size is None:
+            self.attention_head_size = self.hidden_size // self.num_attention_heads
+
+    @property
+    def layer_norm_relative_table(self):
+        return "layer_norm" in [x.strip() for x in str(self.norm_rel_ebd).lower().split("|")]
+
+
+# Keys of v2 that v1 does not have; a v1 config.json holding them keeps them, but they never act.
 _V2_ONLY = ("position_buckets", "share_att_key", "norm_rel_ebd", "conv_kernel_size", "conv_groups", "conv_act",
             "attention_head_size")
+
+
+class DebertaConfig(_DebertaConfigBase):
+    """Configuration of DeBERTa v1 (`model_type` "deberta"), as transformers', plus the
+    `talking_head` flag its modeling reads. The v2-only knobs (log buckets, shared keys,
+    layer-normed relative table, nGiE) are fixed class properties here: a stray key in a
+    config.json cannot change the math (transformers ignores such keys too)."""
+
+    model_type = "deberta"
+    field_defaults = dict(
+        _SHARED_DEFAULTS, vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+        intermediate_size=3072, talking_head=False,
+    )
+    fused_qkv = True
+    position_buckets = -1
+    share_att_key = False
+    conv_kernel_size = 0
+    layer_norm_relative_table = False
+
+    def __init__(self, **kwargs):
+        v2_only = {k: kwargs.pop(k) for k in list(kwargs) if k in _V2_ONLY}
+        super().__init__(**kwargs)
+        self._v2_only_keys = v2_only  # kept for the round trip, never read
+
+    @property
+    def attention_head_size(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self):
+        out = super().to_dict()
+        out.update(out.pop("_v2_only_keys", {}))
+        return out

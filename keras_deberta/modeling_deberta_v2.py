@@ -11,6 +11,7 @@ from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
 from layers.ngie import NGIEConv
 from keras_deberta import tasks
+from presets.mapping import add_dense_specs, add_layer_norm_specs
 
 
 def _dense(units, config, name, use_bias=True):
@@ -169,15 +170,8 @@ class DebertaMainLayer(keras.layers.Layer):
     def hf_weight_specs(self, prefix=""):
         """{HF PyTorch name: (Keras variable, transform)} for every weight of this layer."""
         specs = {}
-
-        def dense(name, layer):
-            specs[f"{prefix}{name}.weight"] = (layer.kernel, "linear")
-            if layer.use_bias:
-                specs[f"{prefix}{name}.bias"] = (layer.bias, "identity")
-
-        def norm(name, layer):
-            specs[f"{prefix}{name}.weight"] = (layer.gamma, "identity")
-            specs[f"{prefix}{name}.bias"] = (layer.beta, "identity")
+        dense = lambda name, layer: add_dense_specs(specs, prefix + name, layer)
+        norm = lambda name, layer: add_layer_norm_specs(specs, prefix + name, layer)
 
         emb = self.embeddings
         specs[f"{prefix}embeddings.word_embeddings.weight"] = (emb.word_embeddings.embeddings, "identity")

@@ -217,6 +217,50 @@ class _DebertaPreprocessorBase(_Base):
         return config
 
 
+def _tf_trackables(obj, seen=None, depth=0):
+    """TensorFlow resources (lookup tables, tf-text models) held by a layer and its sub-layers.
+
+    On the TensorFlow backend Keras layers are tracked by `tf.Module`; on JAX and PyTorch they are
+    not, so an exported module must hold the resources itself."""
+    seen = set() if seen is None else seen
+    found = []
+    if id(obj) in seen or depth > 6:
+        return found
+    seen.add(id(obj))
+    if isinstance(obj, (tf.Variable, tf.lookup.StaticHashTable, tf.lookup.experimental.MutableHashTable)) or (
+            isinstance(obj, tf.__internal__.tracking.Trackable) and not isinstance(obj, keras.layers.Layer)
+            and not isinstance(obj, (tf.Tensor, tf.TensorSpec))):
+        found.append(obj)
+        return found
+    values = obj.__dict__.values() if hasattr(obj, "__dict__") else ()
+    if isinstance(obj, (list, tuple)):
+        values = obj
+    elif isinstance(obj, dict):
+        values = obj.values()
+    for value in list(values):
+        if isinstance(value, (keras.layers.Layer, list, tuple, dict)) or type(value).__module__.startswith(
+                ("keras_hub", "keras_deberta", "tensorflow_text")):
+            found.extend(_tf_trackables(value, seen, depth + 1))
+        elif isinstance(value, (tf.Variable, tf.__internal__.tracking.Trackable)) and not isinstance(
+                value, (tf.Tensor, keras.layers.Layer)):
+            found.append(value)
+    return found
+
+
+def serving_module(layer, pairs=False):
+    """A `tf.Module` with a `serve` signature (strings [B] -> ids, type ids, mask) for
+    `tf.saved_model.save`, on any Keras backend."""
+    _require_tf()
+    module = tf.Module()
+    module.resources = _tf_trackables(layer)
+    spec = tf.TensorSpec([None], tf.string)
+    if pairs:
+        module.serve = tf.function(lambda a, b: layer._graph(a, b), input_signature=[spec, spec])
+    else:
+        module.serve = tf.function(lambda texts: layer._graph(texts), input_signature=[spec])
+    return module
+
+
 def _re2_escape(text):
     return "".join("\\" + ch if not ch.isalnum() and ord(ch) < 128 else ch for ch in text)
 
@@ -284,4 +328,4 @@ class DebertaPreprocessor(_DebertaPreprocessorBase):
         return self.bpe.tokenize(strings)
 
 
-__all__ = ["DebertaV2Preprocessor", "DebertaPreprocessor"]
+__all__ = ["DebertaV2Preprocessor", "DebertaPreprocessor", "serving_module"]

@@ -12,6 +12,7 @@ from keras import ops
 from keras_deberta import heads
 from layers import losses
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
+from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.pretrained import TFPreTrainedModel
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -26,16 +27,6 @@ def _dense(units, config, name):
     return keras.layers.Dense(
         units, kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range), name=name
     )
-
-
-def _specs_dense(specs, name, layer):
-    specs[f"{name}.weight"] = (layer.kernel, "linear")
-    specs[f"{name}.bias"] = (layer.bias, "identity")
-
-
-def _specs_norm(specs, name, layer):
-    specs[f"{name}.weight"] = (layer.gamma, "identity")
-    specs[f"{name}.bias"] = (layer.beta, "identity")
 
 
 class DebertaTaskModel(TFPreTrainedModel):
@@ -189,8 +180,8 @@ class MaskedLMTask:
     def head_specs(self):
         specs = {}
         base = "cls.predictions.transform" if self.legacy else "lm_predictions.lm_head"
-        _specs_dense(specs, f"{base}.dense", self.lm_head.dense)
-        _specs_norm(specs, f"{base}.LayerNorm", self.lm_head.layer_norm)
+        add_dense_specs(specs, f"{base}.dense", self.lm_head.dense)
+        add_layer_norm_specs(specs, f"{base}.LayerNorm", self.lm_head.layer_norm)
         specs["cls.predictions.bias" if self.legacy else "lm_predictions.lm_head.bias"] = (self.lm_head.bias, "identity")
         return specs
 
@@ -221,8 +212,8 @@ class _PooledClassifier:
 
     def head_specs(self):
         specs = {}
-        _specs_dense(specs, "pooler.dense", self.pooler.dense)
-        _specs_dense(specs, "classifier", self.classifier)
+        add_dense_specs(specs, "pooler.dense", self.pooler.dense)
+        add_dense_specs(specs, "classifier", self.classifier)
         return specs
 
 
@@ -296,7 +287,7 @@ class TokenClassificationTask:
 
     def head_specs(self):
         specs = {}
-        _specs_dense(specs, "classifier", self.classifier)
+        add_dense_specs(specs, "classifier", self.classifier)
         return specs
 
     def check_labels(self, inputs):
@@ -323,7 +314,7 @@ class QuestionAnsweringTask:
 
     def head_specs(self):
         specs = {}
-        _specs_dense(specs, "qa_outputs", self.qa_outputs)
+        add_dense_specs(specs, "qa_outputs", self.qa_outputs)
         return specs
 
     def check_labels(self, inputs):

@@ -627,14 +627,21 @@ class DebertaV2Tokenizer(TokenizerBase):
     def _encode_texts(self, texts, with_offsets):
         texts = [self._prepare(t) for t in texts]
         if self.split_by_punct:
-            runs = [self._punct_runs(t) for t in texts]
-            flat = self._encode_texts_plain([r for rs in runs for r, _ in rs], with_offsets)
-            out, k = [], 0
+            # As transformers: trailing whitespace goes, punctuation marks stand alone, and whitespace
+            # ending a run (or making it up) becomes a bare "\u2581" of its own.
+            runs = [self._punct_runs(t.rstrip()) for t in texts]
+            words = [r.rstrip() for rs in runs for r, _ in rs if not r.isspace()]
+            flat = iter(self._encode_texts_plain(words, with_offsets))
+            space_id = self.sp.piece_to_id("\u2581")
+            out = []
             for rs in runs:
                 ids, offs = [], [] if with_offsets else None
-                for _, start in rs:
-                    r_ids, r_offs = flat[k]
-                    k += 1
+                for run, start in rs:
+                    r_ids, r_offs = ([], []) if run.isspace() else next(flat)
+                    r_offs = r_offs or []
+                    if run[-1].isspace():
+                        r_ids = list(r_ids) + [space_id]
+                        r_offs = list(r_offs) + [(len(run) - 1, len(run))]
                     ids.extend(r_ids)
                     if with_offsets:
                         offs.extend((start + a, start + b) for a, b in r_offs)

@@ -127,6 +127,19 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     return {"ignored": ignored, "missing": missing_ok, "mismatched": mismatched}
 
 
+def add_dense_specs(specs, name, layer):
+    """Adds a keras Dense layer under an HF nn.Linear name: `{name}.weight` ([out, in]) and bias."""
+    specs[f"{name}.weight"] = (layer.kernel, "linear")
+    if layer.use_bias:
+        specs[f"{name}.bias"] = (layer.bias, "identity")
+
+
+def add_layer_norm_specs(specs, name, layer):
+    """Adds a keras LayerNormalization under an HF nn.LayerNorm name (weight = gamma, bias = beta)."""
+    specs[f"{name}.weight"] = (layer.gamma, "identity")
+    specs[f"{name}.bias"] = (layer.beta, "identity")
+
+
 def collect_tensors(specs):
     """The inverse of loading: {hf_name: numpy array in HF layout} from the Keras variables."""
     from keras import ops
