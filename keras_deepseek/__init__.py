@@ -1,7 +1,18 @@
-"""DeepSeek-V2 as Keras 3 models (Multi-head Latent Attention, DeepSeekMoE).
+"""DeepSeek-V2 as Keras 3 models (Multi-head Latent Attention, DeepSeekMoE), loading Hugging Face
+`deepseek_v2` checkpoints exactly and running unchanged on TensorFlow, JAX and PyTorch."""
 
-Not implemented yet: the package exists so the distribution's layout is final; the models land
-with the DeepSeek issue.
-"""
+from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
+from keras_deepseek.modeling_deepseek_v2 import (
+    TFDeepseekV2ForCausalLM,
+    TFDeepseekV2ForSequenceClassification,
+    TFDeepseekV2Model,
+    TFDeepseekV2PreTrainedModel,
+)
 
-__all__ = []
+__all__ = [
+    "DeepseekV2Config",
+    "TFDeepseekV2ForCausalLM",
+    "TFDeepseekV2ForSequenceClassification",
+    "TFDeepseekV2Model",
+    "TFDeepseekV2PreTrainedModel",
+]

@@ -30,6 +30,32 @@ _MNLI_LABELS = dict(
 )
 
 
+# DeepSeek-V2 (model_type "deepseek_v2"): the Hub's config.json form (rope_theta + rope_scaling).
+_DEEPSEEK_YARN = dict(type="yarn", factor=40, original_max_position_embeddings=4096, beta_fast=32,
+                      beta_slow=1, mscale=0.707, mscale_all_dim=0.707)
+_DEEPSEEK_V2_COMMON = dict(
+    model_type="deepseek_v2", vocab_size=102400, max_position_embeddings=163840, hidden_act="silu",
+    kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_shared_experts=2,
+    num_experts_per_tok=6, first_k_dense_replace=1, moe_layer_freq=1, norm_topk_prob=False,
+    scoring_func="softmax", seq_aux=True, ep_size=1, rms_norm_eps=1e-6, rope_theta=10000,
+    rope_scaling=_DEEPSEEK_YARN, attention_bias=False, attention_dropout=0.0, initializer_range=0.02,
+    bos_token_id=100000, eos_token_id=100001, tie_word_embeddings=False, pretraining_tp=1,
+    torch_dtype="bfloat16", architectures=["DeepseekV2ForCausalLM"],
+)
+_DEEPSEEK_V2_LITE = dict(
+    _DEEPSEEK_V2_COMMON, hidden_size=2048, intermediate_size=10944, moe_intermediate_size=1408,
+    num_hidden_layers=27, num_attention_heads=16, num_key_value_heads=16, n_routed_experts=64,
+    q_lora_rank=None, topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=1.0,
+    aux_loss_alpha=0.001,
+)
+_DEEPSEEK_V2 = dict(
+    _DEEPSEEK_V2_COMMON, hidden_size=5120, intermediate_size=12288, moe_intermediate_size=1536,
+    num_hidden_layers=60, num_attention_heads=128, num_key_value_heads=128, n_routed_experts=160,
+    q_lora_rank=1536, topk_method="group_limited_greedy", n_group=8, topk_group=3,
+    routed_scaling_factor=16.0, aux_loss_alpha=0.003,
+)
+
+
 def _size(hidden, layers, heads, intermediate):
     return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                 intermediate_size=intermediate, pooler_hidden_size=hidden)
@@ -49,6 +75,10 @@ KNOWN_CHECKPOINTS = {
     "microsoft/deberta-large": dict(_V1_COMMON, **_size(1024, 24, 16, 4096)),
     "microsoft/deberta-base-mnli": dict(_V1_COMMON, **_size(768, 12, 12, 3072), **_MNLI_LABELS),
     "microsoft/deberta-large-mnli": dict(_V1_COMMON, **_size(1024, 24, 16, 4096), **_MNLI_LABELS),
+    "deepseek-ai/DeepSeek-V2-Lite": dict(_DEEPSEEK_V2_LITE),
+    "deepseek-ai/DeepSeek-V2-Lite-Chat": dict(_DEEPSEEK_V2_LITE),
+    "deepseek-ai/DeepSeek-V2": dict(_DEEPSEEK_V2),
+    "deepseek-ai/DeepSeek-V2-Chat": dict(_DEEPSEEK_V2),
 }
 
 

@@ -1,0 +1,254 @@
+"""`generate()` for TFDeepseekV2ForCausalLM: prefill once, then decode over the latent-only cache.
+
+The whole loop (prefill + `ops.while_loop` over decoding steps) is one compiled function on JAX
+(`jax.jit`, variables passed in through a `StatelessScope`) and TensorFlow (`tf.function`); on
+PyTorch the same code runs eagerly. Decoding steps use the absorbed MLA form.
+
+Semantics follow transformers' `generate`: positions from the attention mask (left padding), greedy
+argmax or sampling (temperature -> top-k -> top-p), rows that produced an eos are filled with the
+pad token, and generation stops early when every row has finished; the result is prompt + new
+tokens. Sampling draws its uniforms from numpy's Generator(seed), so a seed gives the same tokens on
+every backend (up to float ties).
+"""
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+NEG_INF = -1e30
+
+
+def _as_int_list(value):
+    if value is None:
+        return []
+    if isinstance(value, numbers.Integral):
+        return [int(value)]
+    return [int(v) for v in value]
+
+
+class GenerationMixin:
+    """Adds `generate` to a causal LM that has `.model` (a DeepseekV2MainLayer) and
+    `.logits_from_hidden`."""
+
+    _UNSET = object()
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=20, do_sample=False,
+                 temperature=1.0, top_k=None, top_p=None, eos_token_id=_UNSET, pad_token_id=None,
+                 seed=None, use_cache=True, jit_compile=True):
+        """Generates up to `max_new_tokens` tokens after each prompt.
+
+        Args:
+            input_ids: [B, P] ints; rows may be left-padded (with `attention_mask`).
+            attention_mask: [B, P] 1 for tokens, 0 for padding (default: all ones).
+            max_new_tokens: how many tokens to add at most.
+            do_sample: False for greedy decoding; True samples with temperature / top_k / top_p.
+            temperature: > 0; top_k: int >= 0 (0 or None: off); top_p: in (0, 1] (None or 1: off).
+            eos_token_id: int or list (default: config.eos_token_id; None: never stop early).
+            pad_token_id: fills finished rows (default: config.pad_token_id, else the first eos).
+            seed: int for sampling (None: a fresh random seed).
+            use_cache: False recomputes the whole sequence at every step (a slow reference path).
+            jit_compile: compile the loop on JAX / TensorFlow.
+        Returns:
+            int32 tensor [B, P + generated] (generated <= max_new_tokens; fewer when every row
+            reached an eos).
+        """
+        config = self.config
+        ids = np.asarray(ops.convert_to_numpy(input_ids))
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape [batch, length], got {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= config.vocab_size):
+            raise ValueError(f"input_ids must lie in [0, {config.vocab_size}); found values from "
+                             f"{ids.min()} to {ids.max()}")
+        ids = ids.astype("int32")
+        batch, prompt = ids.shape
+        if prompt == 0:
+            raise ValueError("input_ids must hold at least one token per row")
+        mask = np.ones_like(ids) if attention_mask is None else np.asarray(ops.convert_to_numpy(attention_mask))
+        if mask.shape != ids.shape:
+            raise ValueError(f"attention_mask has shape {mask.shape} but input_ids has shape {ids.shape}")
+        mask = (mask != 0).astype("int32")
+        if not mask.any(axis=1).all():
+            raise ValueError("every row of attention_mask needs at least one token")
+        if not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        max_new_tokens = int(max_new_tokens)
+        if prompt + max_new_tokens > config.max_position_embeddings:
+            raise ValueError(
+                f"prompt length {prompt} + max_new_tokens {max_new_tokens} = {prompt + max_new_tokens} "
+                f"exceeds max_position_embeddings ({config.max_position_embeddings})")
+        if do_sample:
+            if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+                raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0):
+                raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+            if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
+                                      or not 0 < top_p <= 1):
+                raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        eos = _as_int_list(config.eos_token_id if eos_token_id is self._UNSET else eos_token_id)
+        if pad_token_id is None:
+            pad_token_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+        if max_new_tokens == 0:
+            return ops.convert_to_tensor(ids)
+        self.build_with_dummy_inputs()
+
+        if do_sample:
+            uniforms = np.random.default_rng(seed).random((max_new_tokens, batch)).astype("float32")
+        else:
+            uniforms = np.zeros((max_new_tokens, batch), "float32")
+        settings = dict(
+            prompt=prompt, max_new=max_new_tokens, do_sample=bool(do_sample),
+            temperature=float(temperature), top_k=int(top_k or 0), top_p=float(top_p if top_p is not None else 1.0),
+            eos=tuple(eos), pad=int(pad_token_id))
+        if not use_cache:
+            tokens, steps = self._generate_uncached(ids, mask, uniforms, settings)
+        else:
+            fn = self._generate_fn(settings, jit_compile)
+            tokens, steps = fn(ids, mask, uniforms)
+        steps = int(np.asarray(ops.convert_to_numpy(steps)))
+        tokens = np.asarray(ops.convert_to_numpy(tokens))[:, : prompt + steps]
+        return ops.convert_to_tensor(tokens.astype("int32"))
+
+    # --- token choice ----------------------------------------------------------------------------
+    @staticmethod
+    def _choose(logits, uniform, s):
+        logits = ops.cast(logits, "float32")  # [B, V]
+        if not s["do_sample"]:
+            return ops.cast(ops.argmax(logits, axis=-1), "int32")
+        vocab = logits.shape[-1]
+        logits = logits / s["temperature"]
+        if 0 < s["top_k"] < vocab:
+            kth = ops.top_k(logits, s["top_k"])[0][:, -1:]
+            logits = ops.where(logits < kth, NEG_INF, logits)
+        values, order = ops.top_k(logits, vocab)  # sorted, descending
+        probs = ops.softmax(values, axis=-1)
+        if s["top_p"] < 1.0:
+            before = ops.cumsum(probs, axis=-1) - probs
+            values = ops.where(before > s["top_p"], NEG_INF, values)  # always keeps the first token
+            probs = ops.softmax(values, axis=-1)
+        cdf = ops.cumsum(probs, axis=-1)
+        choice = ops.sum(ops.cast(cdf < uniform[:, None] * cdf[:, -1:], "int32"), axis=-1)
+        choice = ops.minimum(choice, vocab - 1)
+        return ops.cast(ops.take_along_axis(order, choice[:, None], axis=-1)[:, 0], "int32")
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _generate_loop(self, ids, mask, uniforms, s):
+        config = self.config
+        P, N = s["prompt"], s["max_new"]
+        B = ids.shape[0]
+        T = P + N
+        ids = ops.cast(ids, "int32")
+        mask = ops.cast(mask, "int32")
+        positions = ops.cumsum(mask, axis=-1) - 1
+        positions = ops.where(mask == 0, 1, positions)
+        width = config.cache_values_per_token
+        caches = [ops.zeros((B, T, width), dtype=self.compute_dtype) for _ in range(config.num_hidden_layers)]
+        key_valid = ops.concatenate([mask, ops.zeros((B, N), "int32")], axis=1)
+        out = self.model(ids, position_ids=positions, caches=caches, cache_index=0, key_valid=key_valid)
+        logits = self.logits_from_hidden(out["last_hidden_state"][:, -1:])[:, 0]
+        tokens = ops.concatenate([ids, ops.full((B, N), s["pad"], dtype="int32")], axis=1)
+        next_pos = ops.max(positions, axis=-1) + 1  # [B]
+        finished = ops.zeros((B,), "bool")
+        eos = ops.convert_to_tensor(np.asarray(s["eos"] or [-1], "int32"))
+
+        def cond(i, logits, caches, key_valid, tokens, finished, next_pos):
+            return ops.logical_and(i < N, ops.logical_not(ops.all(finished)))
+
+        def body(i, logits, caches, key_valid, tokens, finished, next_pos):
+            token = self._choose(logits, ops.take(uniforms, i, axis=0), s)
+            token = ops.where(finished, s["pad"], token)
+            slot = P + i
+            tokens = ops.slice_update(tokens, (0, slot), token[:, None])
+            if s["eos"]:
+                finished = ops.logical_or(finished, ops.any(token[:, None] == eos[None, :], axis=-1))
+            key_valid = ops.slice_update(key_valid, (0, slot), ops.ones((B, 1), "int32"))
+            out = self.model(token[:, None], position_ids=next_pos[:, None], caches=list(caches),
+                             cache_index=slot, key_valid=key_valid, absorb=True)
+            logits = self.logits_from_hidden(out["last_hidden_state"])[:, 0]
+            return (i + 1, ops.cast(logits, "float32"), tuple(out["caches"]), key_valid, tokens, finished,
+                    next_pos + 1)
+
+        state = (ops.convert_to_tensor(0, "int32"), ops.cast(logits, "float32"), tuple(out["caches"]),
+                 key_valid, tokens, finished, next_pos)
+        state = ops.while_loop(cond, body, state)
+        return state[4], state[0]
+
+    def _compiled(self, run, jit_compile=True):
+        """`run` as one compiled function: jax.jit with the variables passed in (StatelessScope),
+        tf.function on TensorFlow; as is on PyTorch (or when jit_compile is False)."""
+        backend = keras.backend.backend()
+        if jit_compile and backend == "jax":
+            import jax
+
+            variables = list(self.variables)
+
+            def stateless(values, *args):
+                with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                    return run(*args)
+
+            jitted = jax.jit(stateless)
+            return lambda *args: jitted([v.value for v in variables], *args)
+        if jit_compile and backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(run, reduce_retracing=False)
+        if backend == "torch":  # eager, without autograd bookkeeping
+            import torch
+
+            def no_grad(*args):
+                with torch.no_grad():
+                    return run(*args)
+
+            return no_grad
+        return run
+
+    def quantize(self, mode=None, **kwargs):
+        """Keras quantization; compiled generation loops built before it are dropped."""
+        self.__dict__.pop("_generate_fns", None)
+        return super().quantize(mode, **kwargs)
+
+    def _generate_fn(self, s, jit_compile):
+        key = (keras.backend.backend(), jit_compile, tuple(sorted(s.items())))
+        cache = self.__dict__.setdefault("_generate_fns", {})
+        if key not in cache:
+            cache[key] = self._compiled(lambda ids, mask, uniforms: self._generate_loop(ids, mask, uniforms, s),
+                                        jit_compile)
+        return cache[key]
+
+    def _generate_uncached(self, ids, mask, uniforms, s):
+        """Reference path without a cache: at every step the whole [B, P + max_new] buffer is run
+        through the model (a fixed shape, so it compiles once) and the logits of the last real
+        token are read; causality makes the not-yet-written slots irrelevant."""
+        P, N = s["prompt"], s["max_new"]
+        B, T = ids.shape[0], P + N
+        cache = self.__dict__.setdefault("_generate_fns", {})
+        key = ("full_forward", keras.backend.backend())
+        if key not in cache:
+            def forward(tokens, mask, positions):
+                out = self.model(tokens, attention_mask=mask, position_ids=positions)
+                return ops.cast(self.logits_from_hidden(out["last_hidden_state"]), "float32")
+
+            cache[key] = self._compiled(forward)
+        forward = cache[key]
+        tokens = np.full((B, T), s["pad"], "int32")
+        tokens[:, :P] = ids
+        full_mask = np.zeros((B, T), "int32")
+        full_mask[:, :P] = mask
+        finished = np.zeros((B,), bool)
+        steps = 0
+        for i in range(N):
+            positions = np.where(full_mask == 0, 1, np.cumsum(full_mask, axis=-1) - 1).astype("int32")
+            logits = forward(tokens, full_mask, positions)[:, P + i - 1]
+            token = np.asarray(ops.convert_to_numpy(self._choose(logits, ops.convert_to_tensor(uniforms[i]), s)))
+            token = np.where(finished, s["pad"], token).astype("int32")
+            tokens[:, P + i] = token
+            full_mask[:, P + i] = 1
+            if s["eos"]:
+                finished |= np.isin(token, s["eos"])
+            steps += 1
+            if finished.all():
+                break
+        return tokens, steps

@@ -1,0 +1,200 @@
+"""Multi-head Latent Attention (DeepSeek-V2) with a latent-only decoding cache.
+
+Per token, the cache holds only the normalised KV latent (kv_lora_rank values) and the one roped
+key shared by all heads (qk_rope_head_dim values): a [batch, max_len, kv_lora_rank +
+qk_rope_head_dim] tensor per layer. Two mathematically equal ways to attend over it:
+
+* expanded (prefill, training, parity with transformers): kv_b_proj re-expands the latents into
+  per-head k_nope [B, T, H, dn] and v [B, T, H, dv];
+* absorbed (decoding): W_UK is folded into the query, q_lat = q_nope @ W_UK^T [B, S, H, r], the
+  scores are taken against the cached latents directly, the probabilities average the latents and
+  W_UV maps the result to per-head values. Nothing per-head is ever materialised for the cache.
+
+keras.ops only.
+"""
+
+import keras
+from keras import ops
+
+from layers.rms_norm import RMSNorm
+from layers.rotary import apply_interleaved_rope
+
+# Additive mask value: finite so fully-masked rows (padding queries) stay NaN-free.
+MASK_VALUE = -1e9
+
+
+def attention_bias(key_valid, query_length, cache_index=0):
+    """Additive causal + padding bias [B, 1, S, T] (float32).
+
+    Query i sits at cache slot `cache_index + i`; key slot j is visible when j <= that slot and
+    `key_valid[b, j]` is true. A query that sees no key (a left-padding position) gets an all-zero
+    attention output, as torch's SDPA (transformers' default) gives.
+
+    Args:
+        key_valid: [B, T] bool/int, which cache slots hold real tokens.
+        query_length: S (static).
+        cache_index: slot of the first query (int or scalar tensor).
+    """
+    total = key_valid.shape[1] if key_valid.shape[1] is not None else ops.shape(key_valid)[1]
+    q_slot = ops.arange(query_length, dtype="int32") + ops.cast(cache_index, "int32")
+    k_slot = ops.arange(total, dtype="int32")
+    causal = k_slot[None, :] <= q_slot[:, None]  # [S, T]
+    allowed = ops.logical_and(causal[None, :, :], ops.cast(key_valid, "bool")[:, None, :])
+    return ops.where(allowed, 0.0, MASK_VALUE)[:, None, :, :]
+
+
+class MultiHeadLatentAttention(keras.layers.Layer):
+    """DeepSeek-V2 MLA. Weight names follow transformers' `DeepseekV2Attention`.
+
+    Args:
+        hidden_size: model width d.
+        num_heads: H.
+        q_lora_rank: None -> q_proj; else q_a_proj -> RMSNorm -> q_b_proj.
+        kv_lora_rank: r, the latent width.
+        qk_nope_head_dim, qk_rope_head_dim, v_head_dim: dn, dr, dv.
+        scale: softmax scale (see `layers.rotary.softmax_scale`).
+        use_bias: bias on q_a_proj, kv_a_proj_with_mqa and o_proj (config.attention_bias).
+        attention_dropout: dropout on the probabilities (training only).
+    Call:
+        hidden [B, S, d]; cos, sin [B, S, dr // 2]; bias [B, 1, S, T] (see `attention_bias`);
+        cache: None or [B, T, r + dr]; the new entries are written at `cache_index`, and attention
+        runs over the whole (updated) cache; without a cache T = S.
+        absorb: use the absorbed form (decoding) instead of the expanded one.
+    Returns:
+        (output [B, S, d], cache or the new entries [B, S, r + dr], probs [B, H, S, T] or None).
+    """
+
+    def __init__(self, hidden_size, num_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim,
+                 v_head_dim, q_lora_rank=None, scale=None, use_bias=False, attention_dropout=0.0,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.q_lora_rank = q_lora_rank
+        self.kv_lora_rank = kv_lora_rank
+        self.qk_nope_head_dim = qk_nope_head_dim
+        self.qk_rope_head_dim = qk_rope_head_dim
+        self.v_head_dim = v_head_dim
+        self.qk_head_dim = qk_nope_head_dim + qk_rope_head_dim
+        self.scale = self.qk_head_dim ** -0.5 if scale is None else float(scale)
+        self.use_bias = use_bias
+        self.attention_dropout = attention_dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+        def dense(units, name, bias=False):
+            return keras.layers.Dense(units, use_bias=bias, name=name,
+                                      kernel_initializer=self.kernel_initializer)
+
+        H = num_heads
+        if q_lora_rank is None:
+            self.q_proj = dense(H * self.qk_head_dim, "q_proj")
+            self.q_a_proj = self.q_a_layernorm = self.q_b_proj = None
+        else:
+            self.q_proj = None
+            self.q_a_proj = dense(q_lora_rank, "q_a_proj", use_bias)
+            self.q_a_layernorm = RMSNorm(1e-6, name="q_a_layernorm")  # transformers' default eps
+            self.q_b_proj = dense(H * self.qk_head_dim, "q_b_proj")
+        self.kv_a_proj_with_mqa = dense(kv_lora_rank + qk_rope_head_dim, "kv_a_proj_with_mqa", use_bias)
+        self.kv_a_layernorm = RMSNorm(1e-6, name="kv_a_layernorm")
+        self.kv_b_proj = dense(H * (qk_nope_head_dim + v_head_dim), "kv_b_proj")
+        self.o_proj = dense(hidden_size, "o_proj", use_bias)
+        self.dropout = keras.layers.Dropout(attention_dropout)
+
+    @property
+    def cache_width(self):
+        """Values cached per token: kv_lora_rank + qk_rope_head_dim."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    def build(self, input_shape=None):
+        d = self.hidden_size
+        if self.q_proj is not None:
+            self.q_proj.build((None, None, d))
+        else:
+            self.q_a_proj.build((None, None, d))
+            self.q_a_layernorm.build((None, None, self.q_lora_rank))
+            self.q_b_proj.build((None, None, self.q_lora_rank))
+        self.kv_a_proj_with_mqa.build((None, None, d))
+        self.kv_a_layernorm.build((None, None, self.kv_lora_rank))
+        self.kv_b_proj.build((None, None, self.kv_lora_rank))
+        self.o_proj.build((None, None, self.num_heads * self.v_head_dim))
+        self.built = True
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def _queries(self, hidden, cos, sin):
+        B, S = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        if self.q_proj is not None:
+            q = self.q_proj(hidden)
+        else:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
+        q = ops.reshape(q, (B, S, self.num_heads, self.qk_head_dim))  # [B, S, H, dn + dr]
+        q_nope = q[..., : self.qk_nope_head_dim]  # [B, S, H, dn]
+        q_pe = apply_interleaved_rope(q[..., self.qk_nope_head_dim:], cos, sin)  # [B, S, H, dr]
+        return q_nope, q_pe
+
+    def latent_entries(self, hidden, cos, sin):
+        """What the cache stores for these tokens: [B, S, r + dr] = [RMSNorm(latent), roped k_pe]."""
+        compressed = self.kv_a_proj_with_mqa(hidden)  # [B, S, r + dr]
+        latent = self.kv_a_layernorm(compressed[..., : self.kv_lora_rank])  # [B, S, r]
+        k_pe = apply_interleaved_rope(compressed[..., self.kv_lora_rank:], cos, sin)  # [B, S, dr]
+        return ops.concatenate([latent, ops.cast(k_pe, latent.dtype)], axis=-1)
+
+    def _kv_b_kernel(self):
+        """W of kv_b_proj as [r, H, dn + dv] (dequantised if the layer was quantized)."""
+        dense = self.kv_b_proj
+        if getattr(dense, "quantization_mode", None) or getattr(dense.dtype_policy, "quantization_mode", None):
+            eye = ops.eye(self.kv_lora_rank, dtype=self.compute_dtype)
+            w = dense(eye)  # exact for per-channel int8: each row's abs-max is 1
+        else:
+            w = ops.cast(dense.kernel, self.compute_dtype)
+        return ops.reshape(w, (self.kv_lora_rank, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
+
+    def _softmax(self, scores, bias, training):
+        scores = ops.cast(scores, "float32") * self.scale + bias
+        probs = ops.softmax(scores, axis=-1)
+        # Queries with no visible key attend to nothing (output 0, like torch SDPA), not uniformly.
+        probs = probs * ops.cast(ops.max(bias, axis=-1, keepdims=True) > MASK_VALUE / 2, probs.dtype)
+        return self.dropout(ops.cast(probs, self.compute_dtype), training=training)
+
+    # --- call ------------------------------------------------------------------------------------
+    def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
+             return_attention_scores=False):
+        B, S = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        q_nope, q_pe = self._queries(hidden, cos, sin)
+        entries = self.latent_entries(hidden, cos, sin)  # [B, S, r + dr]
+        if cache is not None:
+            cache = ops.slice_update(cache, (0, cache_index, 0), ops.cast(entries, cache.dtype))
+            keys = ops.cast(cache, self.compute_dtype)
+        else:
+            keys = entries
+        latent = keys[..., : self.kv_lora_rank]  # [B, T, r]
+        k_pe = keys[..., self.kv_lora_rank:]  # [B, T, dr]
+        pe_scores = ops.einsum("bshd,btd->bhst", q_pe, k_pe)  # [B, H, S, T]
+        if absorb:
+            w = self._kv_b_kernel()
+            w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
+            q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+            scores = ops.einsum("bshr,btr->bhst", q_lat, latent) + pe_scores
+            probs = self._softmax(scores, bias, training)
+            ctx_lat = ops.einsum("bhst,btr->bshr", probs, latent)  # [B, S, H, r]
+            context = ops.einsum("bshr,rhd->bshd", ctx_lat, w_uv)  # [B, S, H, dv]
+        else:
+            T = ops.shape(latent)[1]
+            kv = ops.reshape(self.kv_b_proj(latent),
+                             (B, T, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
+            k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
+            scores = ops.einsum("bshd,bthd->bhst", q_nope, k_nope) + pe_scores
+            probs = self._softmax(scores, bias, training)
+            context = ops.einsum("bhst,bthd->bshd", probs, value)  # [B, S, H, dv]
+        out = self.o_proj(ops.reshape(context, (B, S, self.num_heads * self.v_head_dim)))
+        return out, (cache if cache is not None else entries), (probs if return_attention_scores else None)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_size": self.hidden_size, "num_heads": self.num_heads,
+            "kv_lora_rank": self.kv_lora_rank, "qk_nope_head_dim": self.qk_nope_head_dim,
+            "qk_rope_head_dim": self.qk_rope_head_dim, "v_head_dim": self.v_head_dim,
+            "q_lora_rank": self.q_lora_rank, "scale": self.scale, "use_bias": self.use_bias,
+            "attention_dropout": self.attention_dropout,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

@@ -1,0 +1,160 @@
+"""DeepSeek-V2 decoding: the latent-only MLA cache, absorbed vs expanded attention, generate()."""
+
+import keras
+import numpy as np
+import pytest
+
+from deepseek_reference import batch, build_hf_model, hf_config
+from keras_deepseek import TFDeepseekV2ForCausalLM
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+_LOADED = {}
+
+
+def _load(name, tmp_path_factory):
+    # One model per variant for the whole module: compiled generate loops are cached on it.
+    if name not in _LOADED:
+        hf_model = build_hf_model(hf_config(name), seed=7)
+        directory = tmp_path_factory.mktemp(name)
+        hf_model.save_pretrained(directory)
+        _LOADED[name] = (name, hf_model, TFDeepseekV2ForCausalLM.from_pretrained(str(directory)))
+    return _LOADED[name]
+
+
+@pytest.fixture(scope="module", params=["lite", "v2"])
+def models(request, tmp_path_factory):
+    yield _load(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    yield _load("lite", tmp_path_factory)
+    _LOADED.clear()
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return np.random.RandomState(11).randint(3, 97, size=(2, 6)).astype("int32")
+
+
+def _prefill(model, ids, mask, total, absorb):
+    config = model.config
+    caches = [keras.ops.zeros((ids.shape[0], total, config.cache_values_per_token))
+              for _ in range(config.num_hidden_layers)]
+    valid = np.concatenate([mask, np.zeros((ids.shape[0], total - ids.shape[1]), "int32")], 1)
+    positions = np.where(mask == 0, 1, np.cumsum(mask, -1) - 1).astype("int32")
+    out = model.model(ids, position_ids=positions, caches=caches, cache_index=0, key_valid=valid, absorb=absorb)
+    return model.logits_from_hidden(out["last_hidden_state"]), out["caches"]
+
+
+def test_cache_holds_only_latent_and_rope_key(models):
+    """layers x tokens x (kv_lora_rank + qk_rope_head_dim) values per sequence, nothing else."""
+    name, _, model = models
+    config = model.config
+    ids, mask = batch(np.random.RandomState(0), config.vocab_size)  # [3, 12], as the parity tests
+    _, caches = _prefill(model, ids, mask, total=12, absorb=False)
+    per_token = config.kv_lora_rank + config.qk_rope_head_dim
+    assert len(caches) == config.num_hidden_layers
+    for cache in caches:
+        assert tuple(cache.shape) == (3, 12, per_token)
+    per_sequence = sum(int(np.prod(c.shape)) for c in caches) // 3
+    assert per_sequence == config.num_hidden_layers * 12 * per_token
+    assert model.cache_bytes_per_token() == config.num_hidden_layers * per_token * 4
+    # What is cached is the normalised latent and the roped k_pe of each token.
+    layer = model.model.decoder_layers[0]
+    hidden = model.model.embed_tokens(ids)
+    from layers.rotary import rope_cos_sin
+
+    positions = np.where(mask == 0, 1, np.cumsum(mask, -1) - 1).astype("int32")
+    cos, sin = rope_cos_sin(positions, model.model.inv_freq, model.model.attention_factor)
+    entries = layer.self_attn.latent_entries(layer.input_layernorm(hidden), cos, sin)
+    np.testing.assert_allclose(_np(caches[0]), _np(entries), atol=1e-6)
+
+
+def test_absorbed_and_expanded_attention_agree(models):
+    name, _, model = models
+    ids, mask = batch(np.random.RandomState(1), model.config.vocab_size)
+    expanded, cache_e = _prefill(model, ids, mask, total=12, absorb=False)
+    absorbed, cache_a = _prefill(model, ids, mask, total=12, absorb=True)
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(_np(absorbed)[valid], _np(expanded)[valid], atol=2e-5, rtol=1e-5)
+    for a, e in zip(cache_a, cache_e):
+        np.testing.assert_allclose(_np(a), _np(e), atol=1e-5)  # later layers carry layer 0 float error
+
+
+def test_greedy_generate_equals_transformers(models, prompts):
+    import torch
+
+    name, hf_model, model = models
+    ref = hf_model.generate(torch.tensor(prompts, dtype=torch.long), attention_mask=torch.ones(prompts.shape, dtype=torch.long),
+                            max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+    got = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_cached_decoding_equals_full_recomputation(lite, prompts):
+    name, _, model = lite
+    cached = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
+    full = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None, use_cache=False))
+    np.testing.assert_array_equal(cached, full)
+
+
+def test_left_padded_row_generates_what_it_generates_alone(lite, prompts):
+    name, _, model = lite
+    longer = np.random.RandomState(12).randint(3, 97, size=(1, 9)).astype("int32")
+    padded = np.concatenate([np.zeros((1, 3), "int32"), prompts[:1]], axis=1)
+    ids = np.concatenate([padded, longer], axis=0)
+    mask = np.concatenate([np.r_[np.zeros(3), np.ones(6)][None], np.ones((1, 9))], axis=0).astype("int32")
+    together = _np(model.generate(ids, attention_mask=mask, max_new_tokens=8, eos_token_id=None))
+    alone = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))  # compiled already
+    np.testing.assert_array_equal(together[0, 3:], alone[0])
+
+
+def test_eos_stops_and_pads(lite, prompts):
+    name, _, model = lite
+    free = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
+    eos = int(free[0, 6 + 2])  # row 0's third new token
+    got = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=eos, pad_token_id=0))
+    first = [int(np.argmax(free[r, 6:] == eos)) if (free[r, 6:] == eos).any() else 8 for r in range(2)]
+    assert got.shape[1] == 6 + min(max(first) + 1, 8)
+    for r in range(2):
+        n = first[r]
+        np.testing.assert_array_equal(got[r, : 6 + min(n + 1, got.shape[1] - 6)], free[r, : 6 + min(n + 1, got.shape[1] - 6)])
+        assert (got[r, 6 + n + 1:] == 0).all()
+
+
+def test_sampling_is_seeded_and_respects_top_k(lite, prompts):
+    name, _, model = lite
+    kwargs = dict(max_new_tokens=8, do_sample=True, temperature=0.7, top_k=5, top_p=0.9, eos_token_id=None)
+    a = _np(model.generate(prompts, seed=1, **kwargs))
+    b = _np(model.generate(prompts, seed=1, **kwargs))
+    np.testing.assert_array_equal(a, b)
+    c = _np(model.generate(prompts, seed=2, **kwargs))
+    assert not np.array_equal(a, c)
+    greedy = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
+    top1 = _np(model.generate(prompts, max_new_tokens=8, do_sample=True, top_k=1, seed=0, eos_token_id=None))
+    np.testing.assert_array_equal(top1, greedy)
+
+
+def test_bad_generation_inputs_raise_clearly(lite, prompts):
+    name, _, model = lite
+    limit = model.config.max_position_embeddings
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model.generate(prompts, max_new_tokens=limit)
+    for kwargs, pattern in [(dict(top_k=-1), "top_k"), (dict(top_k=2.5), "top_k"), (dict(top_p=0.0), "top_p"),
+                            (dict(top_p=1.5), "top_p"), (dict(temperature=0.0), "temperature"),
+                            (dict(temperature=-1.0), "temperature")]:
+        with pytest.raises(ValueError, match=pattern):
+            model.generate(prompts, max_new_tokens=2, do_sample=True, **kwargs)
+    bad = prompts.copy()
+    bad[0, 0] = model.config.vocab_size
+    with pytest.raises(ValueError, match="input_ids"):
+        model.generate(bad, max_new_tokens=2)
+    with pytest.raises(ValueError, match="input_ids"):
+        model(bad)
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.generate(prompts, attention_mask=np.ones((2, 3), "int32"), max_new_tokens=2)
