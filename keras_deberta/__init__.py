@@ -22,10 +22,26 @@ from keras_deberta.modeling_deberta_v2 import (
     TFDebertaV2Model,
     TFDebertaV2PreTrainedModel,
 )
+from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
+from keras_deberta.tokenization_deberta import DebertaTokenizer
+from keras_deberta.tokenization_deberta_v2 import (
+    BatchEncoding,
+    DebertaV2Tokenizer,
+    DebertaV2TokenizerFast,
+    TokenizerFileError,
+)
 from presets.errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
+    "BatchEncoding",
     "CheckpointError",
+    "DebertaPreprocessor",
+    "DebertaTokenizer",
+    "DebertaV2Preprocessor",
+    "DebertaV2Tokenizer",
+    "DebertaV2TokenizerFast",
+    "TokenizerFileError",
+    "serving_module",
     "CheckpointNotFoundError",
     "DebertaConfig",
     "DebertaMainLayer",

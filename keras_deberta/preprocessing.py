@@ -7,7 +7,8 @@ text ([CLS] [SEP] [PAD] [UNK] [MASK]) are matched first, pairs get the model's t
 follows transformers' strategies ("longest_first", "only_first", "only_second") and padding is to a
 fixed `sequence_length` or, with `sequence_length=None`, to the longest row of the batch.
 
-Call with a batch of strings, a single string, or a pair `(texts_a, texts_b)`:
+Call with a batch of strings (list or tensor), a single string, or a pair as a tuple
+`(texts_a, texts_b)`:
 
     pre = DebertaV2Preprocessor.from_pretrained("path/to/dir", sequence_length=128)
     ds = tf.data.Dataset.from_tensor_slices(texts).batch(32).map(pre)
@@ -179,32 +180,35 @@ class _DebertaPreprocessorBase(_Base):
         }
 
     def _graph(self, a, b=None):
-        squeeze = a.shape.rank == 0
-        if squeeze:
-            a = a[None]
-            b = None if b is None else b[None]
-        out = self._pack(self._tokenize(a), None if b is None else self._tokenize(b))
-        if squeeze:
-            out = {k: v[0] for k, v in out.items()}
-        return out
+        """Batched strings [B] (and [B]) -> dict of [B, L] tensors, in TensorFlow ops."""
+        return self._pack(self._tokenize(a), None if b is None else self._tokenize(b))
 
     def call(self, inputs):
         if isinstance(inputs, dict):
             raise TypeError("pass strings, or a pair (texts_a, texts_b)")
-        if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and not isinstance(inputs[0], str):
+        if isinstance(inputs, tuple) and len(inputs) == 2:  # a pair; a list is a batch
             a, b = (tf.convert_to_tensor(x, tf.string) for x in inputs)
         else:
             a, b = tf.convert_to_tensor(inputs, tf.string), None
+        single = a.shape.rank == 0
+        if single:
+            a, b = a[None], None if b is None else b[None]
         if not tf.executing_eagerly():  # tf.data, tf.function, SavedModel
-            return self._graph(a, b)
-        # Eager: run the same graph compiled (the tokenizers' eager paths are slow), then hand back
-        # tensors of the active backend.
-        if self._graph_fn is None:
-            self._graph_fn = tf.function(self._graph, reduce_retracing=True)
-        out = self._graph_fn(a) if b is None else self._graph_fn(a, b)
-        if keras.backend.backend() == "tensorflow":
-            return out
-        return {k: keras.ops.convert_to_tensor(v.numpy()) for k, v in out.items()}
+            out = self._graph(a, b)
+        else:
+            # Eager: run the same graph compiled (the tokenizers' eager paths are slow), traced once
+            # for single texts and once for pairs, whatever the batch size.
+            if self._graph_fn is None:
+                spec = tf.TensorSpec([None], tf.string)
+                self._graph_fn = (tf.function(lambda x: self._graph(x), input_signature=[spec]),
+                                  tf.function(lambda x, y: self._graph(x, y), input_signature=[spec, spec]))
+            out = self._graph_fn[0](a) if b is None else self._graph_fn[1](a, b)
+        if single:
+            out = {k: v[0] for k, v in out.items()}
+        if tf.executing_eagerly() and keras.backend.backend() != "tensorflow":
+            # Hand back tensors of the active backend.
+            out = {k: keras.ops.convert_to_tensor(v.numpy()) for k, v in out.items()}
+        return out
 
     def compute_output_spec(self, inputs):
         shape = (None, self.sequence_length)
@@ -262,7 +266,8 @@ def serving_module(layer, pairs=False):
 
 
 def _re2_escape(text):
-    return "".join("\\" + ch if not ch.isalnum() and ord(ch) < 128 else ch for ch in text)
+    """Escape RE2's metacharacters (and only those: RE2 rejects escapes such as "\\_")."""
+    return "".join("\\" + ch if ch in "\\.+*?()|[]{}^$-" else ch for ch in text)
 
 
 class DebertaV2Preprocessor(_DebertaPreprocessorBase):

@@ -113,7 +113,7 @@ class TokenizerBase:
       `_encode_texts(texts, with_offsets)` -> list of (ids, offsets or None) for plain text segments
       (no special tokens inside, no [CLS]/[SEP] around), offsets as character spans of each segment;
       `_base_id_to_token(i)`, `_base_token_to_id(t)` (None if absent), `_base_vocab_size`,
-      `_decode_base(ids)`; and the pair template via `_pair_separators`.
+      `_decode_ids(ids)`; and the pair template via `_pair_separators`.
     """
 
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
@@ -132,7 +132,6 @@ class TokenizerBase:
         # content -> id for every token that is matched in the text before the model sees it.
         self._added = {}
         self._added_flags = {}
-        next_id = self._base_vocab_size
         for content, (idx, lstrip, rstrip) in sorted(added_tokens.items(), key=lambda kv: kv[1][0]):
             self._added[content] = idx
             self._added_flags[content] = (lstrip, rstrip)
@@ -348,7 +347,10 @@ class TokenizerBase:
         else:
             raise ValueError("text input must be of type `str` (single example) or `list[str]` (batch)")
 
-        # Truncation and padding strategies, resolved as transformers does.
+        # Truncation and padding strategies, resolved as transformers does: a max_length without a
+        # truncation argument (and without padding) truncates "longest_first".
+        if truncation is None and max_length is not None and padding in (False, None, "do_not_pad"):
+            truncation = "longest_first"
         if truncation is True:
             truncation = "longest_first"
         elif truncation in (False, None, "do_not_truncate"):
