@@ -67,13 +67,10 @@ class DebertaTokenizer(TokenizerBase):
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
         self.pattern = regex.compile(GPT2_PATTERN)
         self._cache = {}
-        added = {}
-        for content, value in (added_tokens or {}).items():
-            added[content] = tuple(value) if isinstance(value, (tuple, list)) else (int(value), False, False)
         self._init_special_tokens(
             dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, sep_token=sep_token,
                  pad_token=pad_token, cls_token=cls_token, mask_token=mask_token),
-            added, model_max_length=model_max_length, padding_side=padding_side,
+            added_tokens, model_max_length=model_max_length, padding_side=padding_side,
             truncation_side=truncation_side)
 
     @classmethod

@@ -122,7 +122,12 @@ class TokenizerBase:
 
     def _init_special_tokens(self, special_tokens, added_tokens, lstrip_tokens=(), model_max_length=None,
                              padding_side="right", truncation_side="right"):
-        """special_tokens: {name: content}; added_tokens: {content: (id, lstrip, rstrip)} from files."""
+        """special_tokens: {name: content}; added_tokens: {content: id or (id, lstrip, rstrip)} from
+        files, or None."""
+        added_tokens = {
+            content: tuple(value) if isinstance(value, (tuple, list)) else (int(value), False, False)
+            for content, value in (added_tokens or {}).items()
+        }
         self.model_max_length = int(model_max_length) if model_max_length is not None else VERY_LARGE_INTEGER
         if padding_side not in ("right", "left") or truncation_side not in ("right", "left"):
             raise ValueError("padding_side and truncation_side must be 'right' or 'left'")
@@ -575,13 +580,10 @@ class DebertaV2Tokenizer(TokenizerBase):
         self.split_by_punct = bool(split_by_punct)
         self._base_vocab_size = self.sp.get_piece_size()
         self._init_kwargs = dict(kwargs)
-        added = {}
-        for content, value in (added_tokens or {}).items():
-            added[content] = tuple(value) if isinstance(value, (tuple, list)) else (int(value), False, False)
         self._init_special_tokens(
             dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, sep_token=sep_token,
                  pad_token=pad_token, cls_token=cls_token, mask_token=mask_token),
-            added, model_max_length=model_max_length, padding_side=padding_side,
+            added_tokens, model_max_length=model_max_length, padding_side=padding_side,
             truncation_side=truncation_side)
 
     @classmethod

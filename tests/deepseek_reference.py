@@ -2,6 +2,8 @@
 
 import numpy as np
 
+import hf_reference
+
 try:  # Tiny matmuls on a shared 2-core machine: one intra-op thread is ~6x faster than two.
     import torch
 
@@ -42,15 +44,7 @@ def hf_config(name, **overrides):
 
 
 def build_hf_model(config, cls_name="DeepseekV2ForCausalLM", seed=0, scale=0.1):
-    import torch
-    import transformers
-
-    torch.manual_seed(seed)
-    model = getattr(transformers, cls_name)(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return model
+    return hf_reference.build_hf_model(config, cls_name=cls_name, seed=seed, scale=scale)
 
 
 def hf_forward(model, ids, mask=None, **kwargs):
