@@ -5,14 +5,14 @@ PY     := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-one bench clean
+.PHONY: venv demo test notebooks bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and exactly: the CPU wheel of this version lies on the project machine's disk.
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[tensorflow,jax,torch,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[tensorflow,jax,torch,test,notebooks]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -26,6 +26,10 @@ test: venv
 	  echo "=== KERAS_BACKEND=$$b ==="; \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
+
+# Execute every Colab notebook on its small CPU settings (CI runs this after the tests).
+notebooks: venv
+	$(PY) notebooks/run_notebooks.py
 
 bench: venv
 	$(PY) benchmarks/encoder.py
