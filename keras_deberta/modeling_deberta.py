@@ -10,6 +10,7 @@ import keras
 from keras_deberta import tasks
 from keras_deberta.configuration_deberta import DebertaConfig
 from keras_deberta.modeling_deberta_v2 import DebertaMainLayer
+from keras_deberta.preprocessing import DebertaPreprocessor
 
 _register = keras.saving.register_keras_serializable(package="keras_deberta")
 
@@ -18,6 +19,7 @@ _register = keras.saving.register_keras_serializable(package="keras_deberta")
 class TFDebertaPreTrainedModel(tasks.DebertaTaskModel):
     config_class = DebertaConfig
     main_layer_class = DebertaMainLayer
+    preprocessor_class = DebertaPreprocessor  # the string-in SavedModel signatures' tokenisation
 
 
 @_register

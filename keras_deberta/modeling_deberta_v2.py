@@ -11,6 +11,7 @@ from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
 from layers.ngie import NGIEConv
 from keras_deberta import tasks
+from keras_deberta.preprocessing import DebertaV2Preprocessor
 from presets.mapping import add_dense_specs, add_layer_norm_specs
 
 
@@ -221,6 +222,7 @@ class TFDebertaV2PreTrainedModel(tasks.DebertaTaskModel):
 
     config_class = DebertaV2Config
     main_layer_class = DebertaMainLayer
+    preprocessor_class = DebertaV2Preprocessor  # the string-in SavedModel signatures' tokenisation
 
     def rename_checkpoint_tensors(self, tensors, source):
         if not str(source).endswith(".h5"):

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_deberta import heads
+from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from presets.mapping import add_dense_specs, add_layer_norm_specs
@@ -36,6 +37,9 @@ class DebertaTaskModel(TFPreTrainedModel):
     main_layer_class = None
     input_rank = 2  # [batch, length]; multiple choice: [batch, choices, length]
     ignorable_checkpoint_keys = (r"(^|\.)embeddings\.position_ids$",)  # a buffer older checkpoints saved
+    # SavedModel export (presets/export.py): the signature's inputs and the in-graph tokenisation.
+    export_input_names = ("input_ids", "attention_mask", "token_type_ids")
+    text_serving_module = staticmethod(serving_module)
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -122,6 +126,15 @@ class DebertaTaskModel(TFPreTrainedModel):
     def encoder_inputs(self, inputs):
         return {k: inputs.get(k) for k in ENCODER_INPUTS}
 
+    def export_input_limits(self):  # what parse_inputs checks, asserted by the exported signatures
+        limits = {"input_ids": self.config.vocab_size}
+        if self.config.type_vocab_size > 0:
+            limits["token_type_ids"] = self.config.type_vocab_size
+        return limits
+
+    def export_max_length(self):  # the absolute position table bounds the length; relative attention does not
+        return self.config.max_position_embeddings if self.config.position_biased_input else None
+
     def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
              start_positions=None, end_positions=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, training=False):
@@ -161,6 +174,7 @@ class BaseModelTask:
 
 class MaskedLMTask:
     label_names = ("labels",)
+    export_text_signatures = ("serve_text",)
     ignorable_checkpoint_keys = DebertaTaskModel.ignorable_checkpoint_keys + (
         r"^cls\.predictions\.decoder\.(weight|bias)$",  # tied to the word embeddings / the bias
         r"^mask_predictions\.",  # the original enhanced mask decoder, absent from transformers
@@ -219,6 +233,7 @@ class _PooledClassifier:
 
 class SequenceClassificationTask(_PooledClassifier):
     label_names = ("labels",)
+    export_text_signatures = ("serve_text", "serve_text_pair")
 
     def build_head(self, config):
         self._build_pooled(config, config.num_labels)
@@ -274,6 +289,7 @@ class SequenceClassificationTask(_PooledClassifier):
 
 class TokenClassificationTask:
     label_names = ("labels",)
+    export_text_signatures = ("serve_text",)
 
     def build_head(self, config):
         self.classifier_dropout = keras.layers.Dropout(config.hidden_dropout_prob)

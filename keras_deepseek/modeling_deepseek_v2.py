@@ -262,6 +262,7 @@ class TFDeepseekV2Model(TFDeepseekV2PreTrainedModel):
     """The bare decoder: `last_hidden_state` [B, S, hidden] (after the final RMSNorm)."""
 
     hf_architecture = "DeepseekV2Model"
+    primary_output_names = ("last_hidden_state",)  # what Keras losses and the SavedModel export see
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -370,7 +371,7 @@ class TFDeepseekV2ForSequenceClassification(TFDeepseekV2PreTrainedModel):
         out = self._base(inputs, training, output_hidden_states, output_attentions)
         logits = self.score(out["last_hidden_state"])  # [B, S, num_labels]
         pad = self.config.pad_token_id
-        length = ids.shape[1]
+        length = ops.shape(ids)[1]  # a tensor when traced with a dynamic length (SavedModel export)
         if pad is None:
             if ids.shape[0] is not None and ids.shape[0] != 1:
                 raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")

@@ -1,6 +1,8 @@
 """What both model families share at their boundary: HF-style inputs in (parsed and checked),
 HF-style outputs out."""
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -135,8 +137,22 @@ def concrete_value(x):
 
 
 # In-graph checks of traced ids (TF assert ops, a JAX host callback of two scalars). Exporters that
-# cannot carry such ops may switch them off; eager calls are always checked.
+# cannot carry such ops switch them off with `runtime_index_checks_disabled()` (jax2tf refuses to
+# serialise host callbacks); eager calls are always checked.
 RUNTIME_INDEX_CHECKS = True
+
+
+@contextlib.contextmanager
+def runtime_index_checks_disabled():
+    """Calls traced inside this block carry no index checks of their own (values known now are
+    still checked). For exporters, which then check the inputs at their own boundary."""
+    global RUNTIME_INDEX_CHECKS
+    previous = RUNTIME_INDEX_CHECKS
+    RUNTIME_INDEX_CHECKS = False
+    try:
+        yield
+    finally:
+        RUNTIME_INDEX_CHECKS = previous
 
 
 def _raise_if_out_of_range(name, upper, low, high):
