@@ -8,11 +8,15 @@ from keras_deepseek.modeling_deepseek_v2 import (
     TFDeepseekV2Model,
     TFDeepseekV2PreTrainedModel,
 )
+from keras_deepseek.pipelines import pipeline
+from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
 
 __all__ = [
     "DeepseekV2Config",
+    "DeepseekV2Tokenizer",
     "TFDeepseekV2ForCausalLM",
     "TFDeepseekV2ForSequenceClassification",
     "TFDeepseekV2Model",
     "TFDeepseekV2PreTrainedModel",
+    "pipeline",
 ]
