@@ -52,6 +52,16 @@ class GatedMLP(keras.layers.Layer):
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
+def _top_k(x, k):
+    """ops.top_k over the last axis, except on JAX with a symbolic token count (jax2tf export):
+    jax lowers lax.top_k to a StableHLO composite that TensorFlow 2.21 cannot deserialise, so a
+    stable argsort takes its place there (same values, same tie order: lowest index first)."""
+    if keras.backend.backend() == "jax" and not isinstance(x.shape[0], int):
+        idx = ops.argsort(-x, axis=-1)[..., :k]
+        return ops.take_along_axis(x, idx, axis=-1), idx
+    return ops.top_k(x, k)
+
+
 class TopKRouter(keras.layers.Layer):
     """Float32 softmax router with DeepSeek-V2's greedy / group_limited_greedy top-k.
 
@@ -95,11 +105,11 @@ class TopKRouter(keras.layers.Layer):
             n, g = self.n_group, self.num_experts // self.n_group
             grouped = ops.reshape(scores, (-1, n, g))
             group_scores = ops.max(grouped, axis=-1)  # [N, n_group]
-            _, group_idx = ops.top_k(group_scores, self.topk_group)
+            _, group_idx = _top_k(group_scores, self.topk_group)
             group_mask = ops.sum(ops.one_hot(group_idx, n, dtype="float32"), axis=1)  # [N, n_group]
             keep = ops.reshape(ops.repeat(group_mask[:, :, None], g, axis=2), (-1, self.num_experts))
             select = ops.where(keep > 0, scores, 0.0)
-        weight, idx = ops.top_k(select, self.top_k)
+        weight, idx = _top_k(select, self.top_k)
         if self.top_k > 1 and self.norm_topk_prob:
             # The original code's semantics (transformers ignores norm_topk_prob; checkpoints have it false).
             weight = weight / (ops.sum(weight, axis=-1, keepdims=True) + 1e-20)
@@ -171,7 +181,8 @@ class RoutedExperts(keras.layers.Layer):
 
     # --- dispatch --------------------------------------------------------------------------------
     def call(self, x, idx, weight):
-        if x.shape[0] is None:  # dynamic batch (only TF traces this)
+        if not isinstance(x.shape[0], int):
+            # dynamic: None under TF tracing, a symbolic dimension under jax2tf export
             return self._call_dynamic(x, idx, weight)
         if keras.backend.backend() == "torch" and not self.quantized and self.use_torch_fast_path:
             import torch

@@ -74,14 +74,8 @@ def test_convert_writes_a_keras_file_holding_the_checkpoint(checkpoint, tmp_path
     assert model.config.to_dict() == type(model.config).from_pretrained(directory).to_dict()
 
 
-_ON_JAX = os.environ.get("KERAS_BACKEND", "tensorflow") == "jax"
 
 
-# jax2tf cannot trace the MoE block with a symbolic token count yet (test_export.py marks the same
-# case xfail, strict, pending a layers/moe.py change). The known failure costs ~10 s, so on JAX the
-# test only runs with RUN_SLOW=1; remove both marks with that change.
-@pytest.mark.xfail(_ON_JAX, strict=True, reason="DeepSeek export from JAX needs the layers/moe.py change")
-@pytest.mark.skipif(_ON_JAX and os.environ.get("RUN_SLOW") != "1", reason="known JAX export failure; RUN_SLOW=1")
 def test_export_writes_a_saved_model_with_transformers_outputs(checkpoint, tmp_path):
     import tensorflow as tf
 

@@ -73,11 +73,6 @@ def _case_param(name):
     marks = []
     if not _active(name):
         marks.append(pytest.mark.slow)
-    if BACKEND == "jax" and name == "deepseek_causal_lm":
-        # jax2tf traces with a symbolic batch * length; layers/moe.py must (1) take its dynamic
-        # path for a non-int token count and (2) avoid lax.top_k, whose StableHLO composite
-        # TensorFlow 2.21's XlaCallModule cannot load. Remove this mark with that change.
-        marks.append(pytest.mark.xfail(strict=True, reason="needs the layers/moe.py change (see the mark)"))
     return pytest.param(name, marks=marks)
 
 
