@@ -22,6 +22,7 @@ from keras_deberta.modeling_deberta_v2 import (
     TFDebertaV2Model,
     TFDebertaV2PreTrainedModel,
 )
+from keras_deberta.pipelines import pipeline
 from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
 from keras_deberta.tokenization_deberta import DebertaTokenizer
 from keras_deberta.tokenization_deberta_v2 import (
@@ -41,6 +42,7 @@ __all__ = [
     "DebertaV2Tokenizer",
     "DebertaV2TokenizerFast",
     "TokenizerFileError",
+    "pipeline",
     "serving_module",
     "CheckpointNotFoundError",
     "DebertaConfig",

@@ -66,6 +66,7 @@ class CliFamily:
     add_run_arguments: Optional[Callable] = None
     call_options: Optional[Callable] = None
     user_errors: tuple = ()
+    load_tokenizer: Optional[Callable] = None  # (model_name) -> tokenizer, for export --with-tokenizer
 
 
 def build_parser(family):
@@ -77,7 +78,9 @@ def build_parser(family):
 
     run = commands.add_parser("run", help="run a pipeline on texts (arguments or stdin lines); prints JSON lines")
     run.add_argument("--task", required=True, help=f"one of: {', '.join(family.tasks)}")
-    run.add_argument("--model", required=True, help="checkpoint directory or Hugging Face Hub id")
+    run.add_argument("--model", default=None,
+                     help="checkpoint directory or Hugging Face Hub id (default: the family's built-in "
+                          "model for the task, where it has one)")
     run.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's)")
     run.add_argument("--batch-size", type=_positive_int, default=8,
                      help="texts per pipeline call (default 8)")
@@ -102,6 +105,9 @@ def build_parser(family):
         if name == "convert":
             sub.add_argument("--format", choices=FORMATS, default="keras", help="output format (default keras)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        if family.load_tokenizer is not None:
+            sub.add_argument("--with-tokenizer", action="store_true",
+                             help="SavedModel: add string-in signatures that tokenise inside the graph")
     return parser
 
 
@@ -206,10 +212,10 @@ def command_convert(family, args, output_format):
     if output_format == "keras":
         save_keras_file(model, args.output, overwrite=args.overwrite)
     else:
-        if args.overwrite:
-            model.export(args.output, overwrite=True)
-        else:
-            model.export(args.output)
+        options = {"overwrite": True} if args.overwrite else {}
+        if getattr(args, "with_tokenizer", False):
+            options["preprocessor"] = family.load_tokenizer(args.model)
+        model.export(args.output, **options)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 
