@@ -22,7 +22,6 @@ QA answers start on that space. Here grouped entities and answers start on the w
 token's own offsets, exactly as transformers.
 """
 
-import json
 import os
 
 import keras
@@ -30,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from presets.errors import CheckpointNotFoundError
+from presets.io import read_json_object
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 # Tasks that have a default model shipped inside the package (no network needed).
@@ -68,11 +68,7 @@ def _model_type(directory):
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f"{directory}: no config.json, so not a model checkpoint directory")
-    with open(path, encoding="utf-8") as f:
-        try:
-            model_type = json.load(f).get("model_type")
-        except (json.JSONDecodeError, AttributeError) as error:
-            raise CheckpointNotFoundError(f"{path} is not a JSON object: {error}") from None
+    model_type = read_json_object(path, CheckpointNotFoundError).get("model_type")
     if model_type not in ("deberta", "deberta-v2"):
         raise ValueError(f"{directory} holds a {model_type!r} checkpoint; keras_deberta pipelines need "
                          "'deberta' or 'deberta-v2'")

@@ -20,7 +20,6 @@ varying length reuses a few compiled generation loops instead of compiling one p
 row's new tokens end at its first eos, as if it had been generated alone.
 """
 
-import json
 import numbers
 import os
 
@@ -30,6 +29,7 @@ from keras import ops
 from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
 from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
 from presets.hub import resolve_checkpoint_dir
+from presets.io import read_json_object
 
 SUPPORTED_TASKS = ("text-generation",)
 # transformers' TextGenerationPipeline defaults, used where generation_config.json sets nothing.
@@ -82,13 +82,7 @@ def read_generation_config(directory):
     path = os.path.join(directory, "generation_config.json")
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
+    data = read_json_object(path)
     return {k: data[k] for k in GENERATION_KEYS if k in data and data[k] is not None}
 
 

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from presets.hub import resolve_checkpoint_dir
-from presets.io import atomic_write_text
+from presets.io import atomic_write_text, read_json_object
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -147,13 +147,7 @@ class DeepseekV2Tokenizer:
         config = {}
         config_path = os.path.join(directory, CONFIG_FILE)
         if os.path.isfile(config_path):
-            try:
-                with open(config_path, encoding="utf-8") as f:
-                    config = json.load(f)
-            except json.JSONDecodeError as e:
-                raise TokenizerFileError(f"{config_path} is not valid JSON: {e}") from None
-            if not isinstance(config, dict):
-                raise TokenizerFileError(f"{config_path} does not hold a JSON object")
+            config = read_json_object(config_path, TokenizerFileError)
         template_path = os.path.join(directory, CHAT_TEMPLATE_FILE)
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as f:

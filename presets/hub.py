@@ -1,10 +1,10 @@
 """Resolving a name to a local checkpoint: a directory, a registry entry, or a Hub download."""
 
-import json
 import os
 import re
 
 from presets.errors import CheckpointError, CheckpointNotFoundError
+from presets.io import read_json_object
 from presets.registry import known_config
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -61,11 +61,4 @@ def resolve_config_dict(name_or_path):
         if registered is not None:
             return registered
         path = os.path.join(resolve_checkpoint_dir(name_or_path), "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return config
+    return read_json_object(path, CheckpointError)

@@ -1,6 +1,7 @@
 """Crash-safe writes: write to a temporary name in the same directory, then rename over."""
 
 import contextlib
+import json
 import os
 import tempfile
 
@@ -33,3 +34,16 @@ def atomic_write_text(path, text):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def read_json_object(path, error=ValueError):
+    """The JSON object in `path`; `error(message naming the file)` if it is not valid JSON or not
+    an object (config.json, tokenizer_config.json, generation_config.json all must be objects)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} does not hold a JSON object")
+    return data
