@@ -12,6 +12,7 @@ from keras import ops
 from keras_deberta import heads
 from keras_deberta.preprocessing import serving_module
 from layers import losses
+from layers.embeddings import embedding_table
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.pretrained import TFPreTrainedModel
@@ -39,6 +40,10 @@ class DebertaTaskModel(TFPreTrainedModel):
     ignorable_checkpoint_keys = (r"(^|\.)embeddings\.position_ids$",)  # a buffer older checkpoints saved
     # SavedModel export (presets/export.py): the signature's inputs and the in-graph tokenisation.
     export_input_names = ("input_ids", "attention_mask", "token_type_ids")
+    # enable_lora(): adapters on the attention projections (v1: the fused in_proj); task heads stay
+    # trainable (the pooler too: base checkpoints do not have it, so it starts untrained).
+    lora_target_modules = ("query_proj", "key_proj", "value_proj", "in_proj")
+    lora_modules_to_save = ("pooler", "classifier", "qa_outputs")
     text_serving_module = staticmethod(serving_module)
 
     def __init__(self, config, **kwargs):
@@ -188,7 +193,7 @@ class MaskedLMTask:
         return [(self.lm_head, None)]
 
     def head(self, sequence_output, inputs, training=False):
-        table = self.deberta.embeddings.word_embeddings.embeddings
+        table = embedding_table(self.deberta.embeddings.word_embeddings)  # dequantised if quantized
         return {"logits": self.lm_head(sequence_output, table)}
 
     def head_specs(self):

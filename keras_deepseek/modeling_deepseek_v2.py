@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
 from keras_deepseek.generation import GenerationMixin
+from layers.embeddings import embedding_table
 from layers.latent_attention import MultiHeadLatentAttention, attention_bias
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from layers.moe import GatedMLP, MoEBlock
@@ -215,6 +216,10 @@ class TFDeepseekV2PreTrainedModel(TFPreTrainedModel):
     config_class = DeepseekV2Config
     base_model_prefix = "model"
     ignorable_checkpoint_keys = (r"rotary_emb\.(original_)?inv_freq$",)
+    # enable_lora(): adapters on MLA's projections (q_proj without q_lora, else q_a_proj / q_b_proj);
+    # a sequence classifier's `score` stays trainable.
+    lora_target_modules = ("q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+    lora_modules_to_save = ("score",)
 
     def build(self, input_shape=None):
         self.model.build()
@@ -315,7 +320,7 @@ class TFDeepseekV2ForCausalLM(GenerationMixin, TFDeepseekV2PreTrainedModel):
     def logits_from_hidden(self, hidden):
         if self.lm_head is not None:
             return self.lm_head(hidden)
-        return ops.einsum("bsd,vd->bsv", hidden, ops.cast(self.model.embed_tokens.embeddings, hidden.dtype))
+        return ops.einsum("bsd,vd->bsv", hidden, embedding_table(self.model.embed_tokens, hidden.dtype))
 
     def call(self, input_ids=None, attention_mask=None, position_ids=None, labels=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False):

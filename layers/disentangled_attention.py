@@ -166,7 +166,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
 
     def _mix_heads(self, x, proj):
         # Talking heads: out[:, g] = sum_h W[g, h] x[:, h]; the Dense kernel holds W^T [h, g].
-        return ops.einsum("bhij,hg->bgij", x, ops.cast(proj.kernel, x.dtype))
+        # The kernel is read by calling the (bias-free) layer on the identity, which is exact and
+        # sees what the layer computes with: the int8 / int4 dequantised kernel, LoRA deltas.
+        mixing = proj(ops.eye(self.num_heads, dtype=x.dtype))  # [h, g]
+        return ops.einsum("bhij,hg->bgij", x, ops.cast(mixing, x.dtype))
 
     def call(self, hidden_states, attention_mask=None, rel_embeddings=None, training=False,
              return_attention_scores=False):

@@ -5,6 +5,18 @@ import keras
 from keras import ops
 
 
+def embedding_table(layer, dtype=None):
+    """The [vocab, width] float table a Keras Embedding computes with, for heads that reuse it
+    (tied MLM / LM decoders). `layer.embeddings` is that table for a float layer (LoRA included),
+    but the raw integer codes once the layer is quantized; then every row is looked up through
+    the layer, which dequantises exactly as a lookup of those ids would."""
+    if layer.quantization_mode is None:
+        table = layer.embeddings
+    else:
+        table = layer(ops.arange(layer.input_dim, dtype="int32"))
+    return ops.cast(table, dtype or layer.compute_dtype)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class DebertaEmbeddings(keras.layers.Layer):
     """Word, optional absolute-position and token-type embeddings -> [proj] -> LayerNorm -> * mask.

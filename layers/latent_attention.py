@@ -149,7 +149,11 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         return ops.reshape(w, (self.kv_lora_rank, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
 
     def _softmax(self, scores, bias, training):
-        scores = ops.cast(scores, "float32") * self.scale + bias
+        # Scores arrive scaled (the query was); the softmax runs in float32 whatever the compute dtype.
+        # Keras casts float call arguments to the compute dtype, where float16 turns the -1e9 mask
+        # into -inf (a fully masked row would give NaN): clamp it back to MASK_VALUE.
+        bias = ops.maximum(ops.cast(bias, "float32"), MASK_VALUE)
+        scores = ops.cast(scores, "float32") + bias
         probs = ops.softmax(scores, axis=-1)
         # Queries with no visible key attend to nothing (output 0, like torch SDPA), not uniformly.
         probs = probs * ops.cast(ops.max(bias, axis=-1, keepdims=True) > MASK_VALUE / 2, probs.dtype)
@@ -159,7 +163,13 @@ class MultiHeadLatentAttention(keras.layers.Layer):
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
              return_attention_scores=False):
         B, S = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        # RoPE is computed in float32; Keras has cast the tables to the compute dtype on the way in.
+        cos, sin = ops.cast(cos, "float32"), ops.cast(sin, "float32")
         q_nope, q_pe = self._queries(hidden, cos, sin)
+        # The softmax scale goes on the query before any product: float16 / bfloat16 scores then
+        # stay in range (the unscaled q.k of wide heads can overflow float16's 65504).
+        scale = ops.cast(self.scale, q_nope.dtype)
+        q_nope, q_pe = q_nope * scale, q_pe * scale
         entries = self.latent_entries(hidden, cos, sin)  # [B, S, r + dr]
         if cache is not None:
             cache = ops.slice_update(cache, (0, cache_index, 0), ops.cast(entries, cache.dtype))

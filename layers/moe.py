@@ -126,15 +126,27 @@ def dispatch_sizes(num_assignments, num_experts):
     return block, max(blocks, 1)
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class RoutedExperts(keras.layers.Layer):
     """E SwiGLU experts held as stacked weights, run only on the tokens routed to them.
 
-    Weights: gate_kernel, up_kernel [E, d, f], down_kernel [E, f, d]. `quantize("int8")` replaces
-    them by int8 tensors with a float32 scale per (expert, output channel); blocks are dequantised
-    after the gather, so only the selected experts' weights are ever expanded.
+    Weights: gate_kernel, up_kernel [E, d, f], down_kernel [E, f, d].
+
+    Quantization follows Keras' own protocol: `quantize("int8" | "int4")` replaces the three
+    kernels by integer tensors with a float32 scale per (expert, output channel) and records the
+    mode in the layer's dtype policy ("int8_from_float32", ...), so `get_config` carries it and a
+    layer rebuilt from its config creates the integer variables in `build` before weights are
+    restored. int8 holds one value per byte; int4 packs two values per byte along the input axis
+    ([E, ceil(in / 2), out], Keras' `pack_int4` layout). Blocks are dequantised after the gather,
+    so only the selected experts' weights are ever expanded. Activations stay in the compute dtype
+    (weight-only quantization: the expert matmuls run on dequantised weights).
 
     Call: x [N, d], idx [N, K] int, weight [N, K] -> [N, d].
     """
+
+    KERNELS = ("gate_kernel", "up_kernel", "down_kernel")
+    # Largest integer magnitude per mode (symmetric, zero point 0): int8 [-127, 127], int4 [-8, 7].
+    _QMAX = {"int8": 127.0, "int4": 7.0}
 
     def __init__(self, num_experts, hidden_size, intermediate_size, hidden_act="silu",
                  initializer_range=0.02, **kwargs):
@@ -142,42 +154,74 @@ class RoutedExperts(keras.layers.Layer):
         self.num_experts, self.hidden_size, self.intermediate_size = num_experts, hidden_size, intermediate_size
         self.hidden_act, self.initializer_range = hidden_act, initializer_range
         self.act = get_activation(hidden_act)
-        self.quantized = False
         self.last_dispatch = None
 
-    def build(self, input_shape=None):
+    @property
+    def quantized(self):
+        return self.quantization_mode is not None
+
+    def _kernel_shapes(self):
         E, d, f = self.num_experts, self.hidden_size, self.intermediate_size
-        init = keras.initializers.RandomNormal(stddev=self.initializer_range)
-        self.gate_kernel = self.add_weight(name="gate_kernel", shape=(E, d, f), initializer=init)
-        self.up_kernel = self.add_weight(name="up_kernel", shape=(E, d, f), initializer=init)
-        self.down_kernel = self.add_weight(name="down_kernel", shape=(E, f, d), initializer=init)
+        return {"gate_kernel": (E, d, f), "up_kernel": (E, d, f), "down_kernel": (E, f, d)}
+
+    def build(self, input_shape=None):
+        if self.quantization_mode is not None:  # rebuilt from a quantized config: integer variables
+            self.quantized_build(self.quantization_mode)
+        else:
+            init = keras.initializers.RandomNormal(stddev=self.initializer_range)
+            for name, shape in self._kernel_shapes().items():
+                setattr(self, name, self.add_weight(name=name, shape=shape, initializer=init))
         self.built = True
 
     # --- quantization ----------------------------------------------------------------------------
-    def quantize(self, mode=None, type_check=True, config=None):
-        if mode != "int8":
-            raise NotImplementedError(f"RoutedExperts supports quantize('int8'), not {mode!r}")
-        for name in ("gate_kernel", "up_kernel", "down_kernel"):
-            w = np.asarray(ops.convert_to_numpy(getattr(self, name)), dtype=np.float32)  # [E, in, out]
-            scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / 127.0  # [E, 1, out]
-            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-            delattr(self, name)
-            qv = self.add_weight(name=name, shape=q.shape, dtype="int8", initializer="zeros", trainable=False)
-            qv.assign(q)
-            sv = self.add_weight(name=name + "_scale", shape=scale.shape, dtype="float32",
-                                 initializer="ones", trainable=False)
-            sv.assign(scale)
-            setattr(self, name, qv)
-            setattr(self, name + "_scale", sv)
-        self.quantized = True
+    def quantized_build(self, mode):
+        """Creates the integer kernels and their scales (zeros / ones until assigned or loaded)."""
+        if mode not in self._QMAX:
+            raise NotImplementedError(f"RoutedExperts supports quantize('int8') and quantize('int4'), not {mode!r}")
+        for name, (E, rows, cols) in self._kernel_shapes().items():
+            stored_rows = rows if mode == "int8" else (rows + 1) // 2  # int4: two values per byte
+            setattr(self, name, self.add_weight(name=name, shape=(E, stored_rows, cols), dtype="int8",
+                                                initializer="zeros", trainable=False))
+            setattr(self, name + "_scale", self.add_weight(name=name + "_scale", shape=(E, 1, cols),
+                                                           dtype="float32", initializer="ones", trainable=False))
         self._is_quantized = True
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        if mode not in self._QMAX:
+            raise NotImplementedError(f"RoutedExperts supports quantize('int8') and quantize('int4'), not {mode!r}")
+        # (Keras' quantize wrapper has already refused a second quantization and unlocked the tracker.)
+        qmax = self._QMAX[mode]
+        values = {}
+        for name in self.KERNELS:
+            w = np.asarray(ops.convert_to_numpy(getattr(self, name)), dtype=np.float32)  # [E, in, out]
+            scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / qmax  # [E, 1, out]
+            q = np.clip(np.round(w / scale), -qmax, qmax).astype(np.int8)
+            if mode == "int4":
+                q = np.asarray(ops.convert_to_numpy(keras.quantizers.pack_int4(q, axis=1)[0]))
+            values[name] = (q, scale)
+            delattr(self, name)
+        self.quantized_build(mode)
+        for name, (q, scale) in values.items():
+            getattr(self, name).assign(q)
+            getattr(self, name + "_scale").assign(scale)
+        # Recorded as Keras records it for Dense: `<mode>_from_<previous policy>`.
+        self.dtype_policy = keras.dtype_policies.get(f"{mode}_from_{self.dtype_policy.name}")
+
+    # Keras dispatches calls of a quantized layer to `_<mode>_call`; ours is the same code path.
+    def _int8_call(self, *args, **kwargs):
+        return self.call(*args, **kwargs)
+
+    _int4_call = _int8_call
+
     def _block_weights(self, name, block_expert):
-        w = ops.take(getattr(self, name), block_expert, axis=0)  # [NB, in, out]
-        if self.quantized:
-            scale = ops.take(getattr(self, name + "_scale"), block_expert, axis=0)
-            return ops.cast(ops.cast(w, "float32") * scale, self.compute_dtype)
-        return ops.cast(w, self.compute_dtype)
+        w = ops.take(getattr(self, name), block_expert, axis=0)  # [NB, in, out] (int4: [NB, in/2, out])
+        mode = self.quantization_mode
+        if mode is None:
+            return ops.cast(w, self.compute_dtype)
+        if mode == "int4":
+            w = keras.quantizers.unpack_int4(w, self._kernel_shapes()[name][1], axis=1)
+        scale = ops.take(getattr(self, name + "_scale"), block_expert, axis=0)  # [NB, 1, out]
+        return ops.cast(ops.cast(w, "float32") * scale, self.compute_dtype)
 
     # --- dispatch --------------------------------------------------------------------------------
     def call(self, x, idx, weight):
@@ -261,6 +305,13 @@ class RoutedExperts(keras.layers.Layer):
         y = ops.einsum("nbf,nfd->nbd", self.act(gate) * up, self._block_weights("down_kernel", flat_e))
         y = ops.reshape(y, (-1, K, self.hidden_size)) * ops.cast(weight, y.dtype)[:, :, None]
         return ops.sum(y, axis=1)
+
+    def get_config(self):
+        # The dtype policy (from the base config) carries the quantization mode, so `from_config`
+        # followed by `build` creates integer variables for a quantized layer.
+        return {**super().get_config(), "num_experts": self.num_experts, "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+                "initializer_range": self.initializer_range}
 
     def dense_reference(self, x, idx, weight):
         """Every expert on every token, combined with the routing weights: the [N, E] einsum this
