@@ -288,16 +288,19 @@ class DebertaV2Preprocessor(_DebertaPreprocessorBase):
 
         if not isinstance(tokenizer, DebertaV2Tokenizer):
             raise TypeError("tokenizer must be a DebertaV2Tokenizer")
-        if tokenizer.do_lower_case or tokenizer.split_by_punct:
-            raise NotImplementedError("do_lower_case / split_by_punct are not supported in-graph")
+        if tokenizer.split_by_punct:
+            raise NotImplementedError("split_by_punct is not supported in-graph")
         super().__init__(tokenizer, sequence_length=sequence_length, truncation=truncation, dtype=dtype, **kwargs)
         self.sp = SentencePieceTokenizer(proto=tokenizer._model_bytes, dtype="int32")
+        self.do_lower_case = tokenizer.do_lower_case
 
     @classmethod
     def from_pretrained(cls, directory, **kwargs):
         return cls(DebertaV2Tokenizer.from_pretrained(directory), **kwargs)
 
     def _tokenize_segments(self, strings):
+        if self.do_lower_case:  # as the Python tokenizer: after special tokens are split off
+            strings = tf.strings.lower(strings, encoding="utf-8")
         return self.sp.tokenize(strings)
 
 

@@ -91,6 +91,23 @@ def test_v2_layer_equals_python_on_corpora_in_tf_data(v2_tok):
     assert ties < 20
 
 
+def test_v2_layer_lower_cases_as_the_python_tokenizer():
+    """do_lower_case (the built-in sst2-tiny classifier's tokenizer): text is lower-cased in the
+    graph after special tokens are split off, as the Python tokenizer does."""
+    from keras_deberta.preprocessing import DebertaV2Preprocessor
+    from keras_deberta.tokenization_deberta_v2 import DebertaV2Tokenizer
+
+    tok = DebertaV2Tokenizer(cases.SPM_V3, do_lower_case=True)
+    texts = cases.all_texts() + cases.HARD_CASES + ["THE [MASK] Sat", "ÉCOLE Ärger ΣΟΦΙΑ İstanbul", "[CLS]X[SEP]"]
+    assert tok("The [MASK]")["input_ids"] == tok("the [MASK]")["input_ids"] != tok("the [mask]")["input_ids"]
+    layer = DebertaV2Preprocessor(tok)
+    ties = 0
+    for start, out in zip(range(0, len(texts), 512), _dataset_batches(layer, texts)):
+        chunk = texts[start:start + 512]
+        ties += _compare(tok, out, tok(chunk, padding=True, return_tensors="np"), chunk, allow_ties=True)
+    assert ties < 20
+
+
 @pytest.mark.parametrize("truncation", ["longest_first", "only_second"])
 def test_v2_layer_pairs_fixed_length(v2_tok, truncation):
     from keras_deberta.preprocessing import DebertaV2Preprocessor
