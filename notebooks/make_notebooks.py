@@ -243,6 +243,43 @@ logits = model.predict(dev_x, batch_size=64, verbose=0)["logits"]
 print(f"dev accuracy: {(logits.argmax(-1) == dev_labels).mean():.3f} on {len(dev_labels)} sentences "
       "(a tiny random model on 2,000 sentences: expect above chance, far below a pretrained one)")
 '''),
+    ("md", """## Less memory: LoRA adapters and int8
+
+`model.enable_lora(rank)` adds low-rank adapters to the attention projections (`query_proj`,
+`key_proj`, `value_proj`) and freezes everything else except the task head; `fit` then trains only
+those. `merge_lora()` folds the adapters back into the kernels. `model.quantize("int8")` stores the
+weights in int8 (about 4x smaller); the quantized model saves and reloads as a `.keras` file.
+
+**On a GPU**: `enable_lora(8)` on `from_pretrained("microsoft/deberta-v3-base", num_labels=2)`
+trains well under 1% of the parameters."""),
+    ("code", '''
+lora_model = TFDebertaV2ForSequenceClassification(config)
+lora_model.set_weights(model.get_weights())  # continue from the fine-tuned weights
+adapted = lora_model.enable_lora(4)
+trainable = sum(int(np.prod(v.shape)) for v in lora_model.trainable_variables)
+print(f"LoRA on {len(adapted)} projections: {trainable:,} trainable of {lora_model.count_params():,} parameters")
+frozen_before = lora_model.deberta.embeddings.word_embeddings.get_weights()[0].copy()
+lora_model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3))
+lora_model.fit(train_x, train_labels, epochs=1, batch_size=BATCH, verbose=2)
+assert (lora_model.deberta.embeddings.word_embeddings.get_weights()[0] == frozen_before).all(), "backbone frozen"
+lora_model.merge_lora()
+lora_logits = lora_model.predict(dev_x, batch_size=64, verbose=0)["logits"]
+print(f"after one LoRA epoch, merged: dev accuracy {(lora_logits.argmax(-1) == dev_labels).mean():.3f}")
+'''),
+    ("code", '''
+import tempfile
+
+model.quantize("int8")
+int8_logits = model.predict(dev_x, batch_size=64, verbose=0)["logits"]
+print(f"int8: dev accuracy {(int8_logits.argmax(-1) == dev_labels).mean():.3f}, "
+      f"same prediction as float32 on {(int8_logits.argmax(-1) == logits.argmax(-1)).mean():.1%} of sentences, "
+      f"largest logit change {np.abs(int8_logits - logits).max():.4f}")
+path = os.path.join(tempfile.mkdtemp(), "sst2-int8.keras")
+model.save(path)
+reloaded = keras.saving.load_model(path)
+assert (reloaded.predict(dev_x, batch_size=64, verbose=0)["logits"] == int8_logits).all()
+print(f"saved and reloaded: {os.path.getsize(path) / 2**20:.1f} MB on disk")
+'''),
 ])
 
 QA = notebook("""# Extractive question answering

@@ -182,7 +182,9 @@ class TFPreTrainedModel(keras.Model):
         the MoE experts (`mode` "int8" or "int4"; the MoE router and the norms stay float32).
 
         The result saves and reloads with `save("x.keras")` / `keras.saving.load_model`, and with
-        `save_weights` / `load_weights` into a model quantized the same way. `save_pretrained`
+        `save_weights` / `load_weights` into a model quantized the same way. A compiled model loses
+        its optimizer (its state belonged to the float weights): compile again to train on top
+        (e.g. `enable_lora` then `compile` and `fit`). `save_pretrained`
         refuses a quantized model: transformers checkpoints hold float weights, so save the
         float model before quantizing (or keep the .keras file).
         """
@@ -199,6 +201,16 @@ class TFPreTrainedModel(keras.Model):
             # Norms, convolutions and the float32 router have no quantized form: not worth a warning each.
             warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
             super().quantize(mode, config=config, filters=filters, **kwargs)
+        self._drop_stale_optimizer()
+
+    def _drop_stale_optimizer(self):
+        """After quantization the optimizer's slots (Adam moments, ...) belong to float variables
+        that no longer exist; kept, `save` would write them (a 2-3x larger file) and `load_model`
+        would warn that they do not match. The model is compiled again before further training."""
+        if getattr(self, "optimizer", None) is not None:
+            self.optimizer = None
+            self.compiled = False
+            self._reset_compiled_functions()
 
     def _named_layers(self):
         """{path below the model (sub-layer names joined by "/"): layer}, every layer once."""

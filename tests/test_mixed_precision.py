@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from deepseek_reference import VARIANTS
-from hf_reference import V2_VARIANTS, hf_config
-from keras_deberta import DebertaV2Config, TFDebertaV2ForSequenceClassification, TFDebertaV2Model
+from hf_reference import V1_VARIANTS, V2_VARIANTS, hf_config, hf_v1_config
+from keras_deberta import (DebertaConfig, DebertaV2Config, TFDebertaModel, TFDebertaV2ForSequenceClassification,
+                           TFDebertaV2Model)
 from keras_deepseek import DeepseekV2Config, TFDeepseekV2ForCausalLM
 
 POLICIES = ("mixed_bfloat16", "mixed_float16")
@@ -51,6 +52,12 @@ def _deberta():
     return TFDebertaV2Model(DebertaV2Config(**hf_config(**V2_VARIANTS["v3_like"]).to_dict()))
 
 
+def _deberta_v1():
+    # Talking heads (a Dense mixing the heads, before and after the softmax) over relative positions.
+    config = hf_v1_config(**V1_VARIANTS["talking_heads"], max_position_embeddings=512)
+    return TFDebertaModel(DebertaConfig(**config.to_dict()))
+
+
 def _deepseek():
     # max_position_embeddings raised so that length 512 is allowed (YaRN settings unchanged).
     config = DeepseekV2Config(**{**VARIANTS["lite"], "max_position_embeddings": 1024})
@@ -62,7 +69,8 @@ def float32_runs():
     """{family: (weights, float32 output at length 512)}, computed once."""
     keras.config.set_dtype_policy("float32")
     runs = {}
-    for family, make, output in (("deberta", _deberta, "last_hidden_state"), ("deepseek", _deepseek, "logits")):
+    for family, make, output in (("deberta", _deberta, "last_hidden_state"), ("deberta_v1", _deberta_v1, "last_hidden_state"),
+                                 ("deepseek", _deepseek, "logits")):
         keras.utils.set_random_seed(0)
         model = make()
         weights = _perturbed_weights(model)
@@ -71,11 +79,12 @@ def float32_runs():
     return runs
 
 
+@pytest.mark.parametrize("family", ["deberta", "deberta_v1"])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_deberta_length_512_is_finite_and_close_to_float32(policy, float32_runs):
-    weights, ref = float32_runs["deberta"]
+def test_deberta_length_512_is_finite_and_close_to_float32(policy, family, float32_runs):
+    weights, ref = float32_runs[family]
     keras.config.set_dtype_policy(policy)
-    model = _deberta()
+    model = {"deberta": _deberta, "deberta_v1": _deberta_v1}[family]()
     model.set_weights(weights)
     out = model(_IDS, attention_mask=_MASK).last_hidden_state
     assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]

@@ -181,3 +181,33 @@ def test_int4_deberta_classifier_round_trips(tmp_path):
     path = str(tmp_path / "int4_classifier.keras")
     model.save(path)
     np.testing.assert_array_equal(_np(keras.saving.load_model(path)(_CLS_IDS[:64]).logits), after)
+
+
+def test_quantizing_a_trained_model_then_lora_on_top(tmp_path):
+    # A compiled, trained model: the optimizer's slots belong to the float weights quantize()
+    # replaces, so they are dropped (no stale state in the saved file, no mismatch on reload).
+    model = _classifier()
+    x, y = {"input_ids": _CLS_IDS[:8]}, np.arange(8) % 3
+    model.compile(optimizer="adam")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.quantize("int8")
+    assert model.optimizer is None
+    path = str(tmp_path / "trained_int8.keras")
+    model.save(path)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = keras.saving.load_model(path)
+    assert not [w for w in caught if "optimizer" in str(w.message)], [str(w.message) for w in caught]
+    np.testing.assert_array_equal(_np(reloaded(x["input_ids"]).logits), _np(model(x["input_ids"]).logits))
+
+    # LoRA adapters train on top of the int8 weights, which stay as they were.
+    model.enable_lora(2)
+    frozen = {v.path: _np(v).copy() for v in model.weights if "lora_" not in v.path
+              and not any(h in v.path for h in ("/pooler/", "/classifier/"))}
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(np.array_equal(_np(v), frozen[v.path]) for v in model.weights if v.path in frozen)
+    adapters_b = [v for v in model.weights if v.path.endswith("lora_kernel_b")]
+    assert adapters_b and all(np.abs(_np(v)).max() > 0 for v in adapters_b)  # B starts at zero
