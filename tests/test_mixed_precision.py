@@ -161,3 +161,20 @@ def test_dtype_argument_applies_the_policy_to_every_layer():
     assert model.deberta.encoder_layers[0].attention.query_proj.compute_dtype == "bfloat16"
     assert keras.backend.standardize_dtype(model(_IDS[:, :8]).last_hidden_state.dtype) == "bfloat16"
     assert all(keras.backend.standardize_dtype(v.dtype) == "float32" for v in model.weights)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_deepseek_mixed_fit_and_cached_generation(policy):
+    """fit on the model's own loss (LM + expert balance) is finite under each policy, float16 loss
+    scaled; the latent cache (absorbed decode) gives the tokens the uncached forward gives."""
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = TFDeepseekV2ForCausalLM(DeepseekV2Config(**VARIANTS["v2"]))
+    ids = np.random.RandomState(0).randint(3, 90, size=(4, 16)).astype("int32")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    history = model.fit({"input_ids": ids, "labels": ids}, epochs=2, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    cached = _np(model.generate(ids[:2, :5], max_new_tokens=4, eos_token_id=None))
+    uncached = _np(model.generate(ids[:2, :5], max_new_tokens=4, eos_token_id=None, use_cache=False))
+    np.testing.assert_array_equal(cached, uncached)
