@@ -76,22 +76,21 @@ def prepare_cases(directory, quick):
 
     torch.manual_seed(0)
     rng = np.random.RandomState(0)
-    config = known_config("microsoft/deberta-v3-small")
-    config.update(num_labels=3, **({"num_hidden_layers": 2} if quick else {}))
-    path = os.path.join(directory, "deberta-v3-small")
-    transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(**config)).save_pretrained(path)
-    ids = rng.randint(5, config["vocab_size"], size=(8, 128)).astype("int32")
-    np.savez(os.path.join(directory, "deberta.npz"), input_ids=ids, attention_mask=np.ones_like(ids))
-    cases["deberta-v3-small (random)"] = dict(kind="deberta", path=path,
-                                              inputs=os.path.join(directory, "deberta.npz"), batch=8)
-
-    config = _deepseek_config(quick)
-    path = os.path.join(directory, "deepseek")
-    transformers.DeepseekV2ForCausalLM(transformers.DeepseekV2Config(**config)).save_pretrained(path)
-    ids = rng.randint(5, config["vocab_size"], size=(2, 128)).astype("int32")
-    np.savez(os.path.join(directory, "deepseek.npz"), input_ids=ids, attention_mask=np.ones_like(ids))
-    cases["deepseek-v2 MoE (random)"] = dict(kind="deepseek", path=path,
-                                             inputs=os.path.join(directory, "deepseek.npz"), batch=2)
+    deberta = known_config("microsoft/deberta-v3-small")
+    deberta.update(num_labels=3, **({"num_hidden_layers": 2} if quick else {}))
+    random_models = (  # name, kind, transformers classes, config, batch
+        ("deberta-v3-small (random)", "deberta", (transformers.DebertaV2ForSequenceClassification,
+                                                  transformers.DebertaV2Config), deberta, 8),
+        ("deepseek-v2 MoE (random)", "deepseek", (transformers.DeepseekV2ForCausalLM,
+                                                  transformers.DeepseekV2Config), _deepseek_config(quick), 2),
+    )
+    for name, kind, (model_class, config_class), config, batch in random_models:
+        path = os.path.join(directory, kind)
+        model_class(config_class(**config)).save_pretrained(path)
+        ids = rng.randint(5, config["vocab_size"], size=(batch, 128)).astype("int32")
+        inputs = os.path.join(directory, f"{kind}.npz")
+        np.savez(inputs, input_ids=ids, attention_mask=np.ones_like(ids))
+        cases[name] = dict(kind=kind, path=path, inputs=inputs, batch=batch)
     return cases
 
 

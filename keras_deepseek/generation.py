@@ -205,23 +205,13 @@ class GenerationMixin:
             return no_grad
         return run
 
-    # Compiled generation loops capture the model's variables when built: anything that replaces or
-    # adds variables (quantization, LoRA adapters, merging them) drops them.
-    def quantize(self, mode=None, **kwargs):
-        """Keras quantization; compiled generation loops built before it are dropped."""
+    # Compiled generation loops capture the model's variables when built: whatever replaces or adds
+    # variables (quantization, LoRA adapters, merging them) resets compiled functions, these too.
+    # Generation sees LoRA adapters: the absorbed decode reads kv_b_proj's kernel through Keras'
+    # `kernel` property, which adds the LoRA delta, and every other projection is called as a layer.
+    def _reset_compiled_functions(self):
         self.__dict__.pop("_generate_fns", None)
-        return super().quantize(mode, **kwargs)
-
-    def enable_lora(self, *args, **kwargs):
-        """LoRA adapters (see TFPreTrainedModel.enable_lora). Generation sees them: the absorbed
-        decoding reads kv_b_proj's kernel through Keras' `kernel` property, which adds the LoRA
-        delta, and every other projection is called as a layer."""
-        self.__dict__.pop("_generate_fns", None)
-        return super().enable_lora(*args, **kwargs)
-
-    def merge_lora(self):
-        self.__dict__.pop("_generate_fns", None)
-        return super().merge_lora()
+        super()._reset_compiled_functions()
 
     def _generate_fn(self, s, jit_compile):
         key = (keras.backend.backend(), jit_compile, tuple(sorted(s.items())))

@@ -201,16 +201,13 @@ class TFPreTrainedModel(keras.Model):
             # Norms, convolutions and the float32 router have no quantized form: not worth a warning each.
             warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
             super().quantize(mode, config=config, filters=filters, **kwargs)
-        self._drop_stale_optimizer()
-
-    def _drop_stale_optimizer(self):
-        """After quantization the optimizer's slots (Adam moments, ...) belong to float variables
-        that no longer exist; kept, `save` would write them (a 2-3x larger file) and `load_model`
-        would warn that they do not match. The model is compiled again before further training."""
+        # The optimizer's slots (Adam moments, ...) belong to float variables that no longer exist;
+        # kept, `save` would write them (a 2-3x larger file) and `load_model` would warn that they
+        # do not match. The model is compiled again before further training.
         if getattr(self, "optimizer", None) is not None:
             self.optimizer = None
             self.compiled = False
-            self._reset_compiled_functions()
+        self._reset_compiled_functions()
 
     def _named_layers(self):
         """{path below the model (sub-layer names joined by "/"): layer}, every layer once."""
@@ -227,14 +224,18 @@ class TFPreTrainedModel(keras.Model):
         walk(self, "")
         return named
 
+    def _quantized_layers(self):
+        """{path: layer} of the quantized leaf layers (a parent's policy may name a mode too)."""
+        return {path: layer for path, layer in self._named_layers().items()
+                if layer.quantization_mode and not list(layer._flatten_layers(include_self=False))}
+
     def _quantization_config_entry(self):
         """{"quantized_layers": {path: [mode, quantization config]}} for get_config, or {} (a float
         model's config is unchanged)."""
         quantized = {
             path: [layer.quantization_mode,
                    keras.saving.serialize_keras_object(getattr(layer, "quantization_config", None))]
-            for path, layer in self._named_layers().items()
-            if not list(layer._flatten_layers(include_self=False)) and layer.quantization_mode
+            for path, layer in self._quantized_layers().items()
         }
         return {"quantized_layers": quantized} if quantized else {}
 
@@ -250,11 +251,10 @@ class TFPreTrainedModel(keras.Model):
             for path, (mode, config) in quantized_layers.items():
                 config = keras.saving.deserialize_keras_object(config) if config else None
                 layers[path].quantize(mode, config=config, type_check=False)
-        self._post_quantize(mode)  # torch: re-track the replaced variables
+        self._post_quantize(None)  # torch: re-track the replaced variables (the mode is not used)
 
     def _refuse_if_not_plain(self, action, lora_ok=False):
-        quantized = [p for p, l in self._named_layers().items()
-                     if not list(l._flatten_layers(include_self=False)) and l.quantization_mode]
+        quantized = list(self._quantized_layers())
         if quantized:
             raise NotImplementedError(
                 f"cannot {action} a quantized model ({len(quantized)} quantized layers, e.g. {quantized[0]}): "
@@ -439,16 +439,20 @@ class TFPreTrainedModel(keras.Model):
             jax2tf_kwargs=jax2tf_kwargs, verbose=bool(verbose))
 
 
+def _lora_names(layer):
+    """Attribute names of a Keras layer's LoRA factors (A, B)."""
+    if isinstance(layer, keras.layers.Embedding):
+        return ("lora_embeddings_a", "lora_embeddings_b")
+    return ("lora_kernel_a", "lora_kernel_b")
+
+
 def _lora_variables(layer):
-    names = ("lora_embeddings_a", "lora_embeddings_b") if isinstance(layer, keras.layers.Embedding) \
-        else ("lora_kernel_a", "lora_kernel_b")
-    return [getattr(layer, n) for n in names]
+    return [getattr(layer, n) for n in _lora_names(layer)]
 
 
 def _merge_lora_layer(layer):
     """W <- W + alpha / rank * A @ B for one Keras Dense / EinsumDense / Embedding, adapters removed."""
-    is_embedding = isinstance(layer, keras.layers.Embedding)
-    base = layer._embeddings if is_embedding else layer._kernel
+    base = layer._embeddings if isinstance(layer, keras.layers.Embedding) else layer._kernel
     a, b = _lora_variables(layer)
     w = np.asarray(ops.convert_to_numpy(base), dtype=np.float32)
     delta = (layer.lora_alpha / layer.lora_rank) * np.matmul(
@@ -456,7 +460,7 @@ def _merge_lora_layer(layer):
     base.assign((w + delta).astype(np.float32))
     layer._tracker.unlock()
     with _collect_garbage_once():
-        for name in ("lora_embeddings_a", "lora_embeddings_b") if is_embedding else ("lora_kernel_a", "lora_kernel_b"):
+        for name in _lora_names(layer):
             delattr(layer, name)
     layer._tracker.lock()
     base.trainable = True  # enable_lora froze it

@@ -50,22 +50,21 @@ def _int8_fraction(model):
     return sum(n for n, dtype in sizes.values() if dtype == "int8") / total
 
 
+def _quantized_after_float_logits(model, ids, mode="int8"):
+    """(the model quantized to `mode`, its float32 logits on `ids` from before)."""
+    before = _np(model(ids).logits)
+    model.quantize(mode)
+    return model, before
+
+
 @pytest.fixture(scope="module")
 def int8_classifier():
-    """(the classifier quantized to int8, its float32 logits on _CLS_IDS)."""
-    model = _classifier()
-    before = _np(model(_CLS_IDS).logits)
-    model.quantize("int8")
-    return model, before
+    return _quantized_after_float_logits(_classifier(), _CLS_IDS)
 
 
 @pytest.fixture(scope="module")
 def int8_causal_lm():
-    """(the causal LM quantized to int8, its float32 logits on _LM_IDS)."""
-    model = _causal_lm()
-    before = _np(model(_LM_IDS).logits)
-    model.quantize("int8")
-    return model, before
+    return _quantized_after_float_logits(_causal_lm(), _LM_IDS)
 
 
 def test_int8_deberta_classifier_keeps_its_predictions(int8_classifier):
@@ -87,8 +86,7 @@ def test_int8_talking_heads_and_tied_mlm_head_read_dequantised_weights():
         DebertaConfig(**hf_v1_config(**V1_VARIANTS["talking_heads"], num_labels=3).to_dict())))
     mlm = _perturb(TFDebertaV2ForMaskedLM(DebertaV2Config(**hf_config(**V2_VARIANTS["v3_like"]).to_dict())))
     for model, ids, least in ((v1, _CLS_IDS, 0.95), (mlm, _CLS_IDS[:16], 0.9)):
-        before = _np(model(ids).logits)
-        model.quantize("int8")
+        model, before = _quantized_after_float_logits(model, ids)
         after = _np(model(ids).logits)
         agreement = (after.argmax(-1) == before.argmax(-1)).mean()
         assert agreement >= least, (type(model).__name__, agreement)
@@ -131,9 +129,7 @@ def test_quantized_models_save_and_reload_exactly(tmp_path, int8_classifier, int
 
 
 def test_int4_packs_experts_and_round_trips(tmp_path):
-    model = _causal_lm()
-    before = _np(model(_LM_IDS[:2]).logits)
-    model.quantize("int4")
+    model, before = _quantized_after_float_logits(_causal_lm(), _LM_IDS[:2], "int4")
     experts = model.model.decoder_layers[0].mlp.experts
     E, d, f = experts.num_experts, experts.hidden_size, experts.intermediate_size
     assert experts.quantization_mode == "int4"
@@ -171,9 +167,7 @@ def test_save_pretrained_refuses_a_quantized_model(tmp_path, int8_classifier):
 
 
 def test_int4_deberta_classifier_round_trips(tmp_path):
-    model = _classifier()
-    before = _np(model(_CLS_IDS[:64]).logits)
-    model.quantize("int4")
+    model, before = _quantized_after_float_logits(_classifier(), _CLS_IDS[:64], "int4")
     assert model.deberta.encoder_layers[0].attention.query_proj.quantization_mode == "int4"
     after = _np(model(_CLS_IDS[:64]).logits)
     assert np.isfinite(after).all()
