@@ -11,9 +11,8 @@ from keras_deberta.modeling_deberta import (
     TFDebertaModel,
     TFDebertaPreTrainedModel,
 )
+from keras_deberta.encoder import DebertaMainLayer, DebertaV2MainLayer
 from keras_deberta.modeling_deberta_v2 import (
-    DebertaMainLayer,
-    DebertaV2MainLayer,
     TFDebertaV2ForMaskedLM,
     TFDebertaV2ForMultipleChoice,
     TFDebertaV2ForQuestionAnswering,

@@ -9,7 +9,7 @@ import keras
 
 from keras_deberta import tasks
 from keras_deberta.configuration_deberta import DebertaConfig
-from keras_deberta.modeling_deberta_v2 import DebertaMainLayer
+from keras_deberta.encoder import DebertaMainLayer
 from keras_deberta.preprocessing import DebertaPreprocessor
 
 _register = keras.saving.register_keras_serializable(package="keras_deberta")

@@ -1,214 +1,22 @@
-"""DeepSeek-V2 as Keras 3 layers and models, weight-compatible with transformers' DeepseekV2*."""
+"""DeepSeek-V2 task models (`model_type` "deepseek_v2"), weight-compatible with transformers'
+DeepseekV2Model / ForCausalLM / ForSequenceClassification: the decoder (keras_deepseek/decoder.py)
+plus a head."""
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
+from keras_deepseek.decoder import DeepseekV2MainLayer, weight_initializer
 from keras_deepseek.generation import GenerationMixin
+from keras_deepseek.weight_map import decoder_weight_specs
 from layers.embeddings import embedding_table
-from layers.latent_attention import MultiHeadLatentAttention, attention_bias
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
-from layers.moe import GatedMLP, MoEBlock
-from layers.rms_norm import RMSNorm
-from layers.rotary import rope_cos_sin, rope_frequencies, softmax_scale
 from presets.pretrained import TFPreTrainedModel
 
 DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 _register = keras.saving.register_keras_serializable(package="keras_deepseek")
-
-
-def _init(config):
-    return keras.initializers.RandomNormal(stddev=config.initializer_range)
-
-
-class DeepseekV2DecoderLayer(keras.layers.Layer):
-    """RMSNorm -> MLA -> residual -> RMSNorm -> MoE (or dense MLP) -> residual."""
-
-    def __init__(self, config, layer_index, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = config.hidden_size
-        self.self_attn = MultiHeadLatentAttention(
-            hidden_size=config.hidden_size, num_heads=config.num_attention_heads,
-            kv_lora_rank=config.kv_lora_rank, qk_nope_head_dim=config.qk_nope_head_dim,
-            qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
-            q_lora_rank=config.q_lora_rank,
-            scale=softmax_scale(config.rope_parameters, config.qk_head_dim),
-            use_bias=config.attention_bias, attention_dropout=config.attention_dropout or 0.0,
-            kernel_initializer=_init(config), name="self_attn")
-        if config.is_moe_layer(layer_index):
-            self.mlp = MoEBlock(
-                config.hidden_size, config.moe_intermediate_size, config.n_routed_experts,
-                config.num_experts_per_tok, config.n_shared_experts, config.topk_method, config.n_group,
-                config.topk_group, config.routed_scaling_factor, config.norm_topk_prob, config.hidden_act,
-                config.mlp_bias, config.aux_loss_alpha or 0.0, config.seq_aux, config.initializer_range,
-                name="mlp")
-        else:
-            self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act,
-                                config.mlp_bias, _init(config), name="mlp")
-        self.input_layernorm = RMSNorm(config.rms_norm_eps, name="input_layernorm")
-        self.post_attention_layernorm = RMSNorm(config.rms_norm_eps, name="post_attention_layernorm")
-
-    def build(self, input_shape=None):
-        shape = (None, None, self.hidden_size)
-        self.self_attn.build(shape)
-        self.mlp.build(shape)
-        self.input_layernorm.build(shape)
-        self.post_attention_layernorm.build(shape)
-        self.built = True
-
-    def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
-             return_attention_scores=False):
-        attended, cache, probs = self.self_attn(
-            self.input_layernorm(hidden), cos, sin, bias, cache=cache, cache_index=cache_index,
-            absorb=absorb, training=training, return_attention_scores=return_attention_scores)
-        hidden = hidden + attended
-        normed = self.post_attention_layernorm(hidden)
-        if isinstance(self.mlp, MoEBlock):
-            out = self.mlp(normed, training=training)
-        else:
-            out = self.mlp(normed)
-        return hidden + out, cache, probs
-
-
-class DeepseekV2MainLayer(keras.layers.Layer):
-    """Embeddings + decoder layers + final norm (transformers' `DeepseekV2Model`).
-
-    Call (full sequence): input_ids [B, S], attention_mask [B, S], position_ids [B, S] (default
-    0..S-1, as transformers) -> dict(last_hidden_state [B, S, d], hidden_states?, attentions?).
-
-    With `caches` (a list of [B, T, kv_lora_rank + qk_rope_head_dim], one per layer) the new
-    tokens' latents are written at slot `cache_index`, `key_valid` [B, T] says which slots hold
-    tokens (the new ones included) and attention runs over the cache; the dict then has `caches`.
-    """
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        self.embed_tokens = keras.layers.Embedding(
-            config.vocab_size, config.hidden_size, embeddings_initializer=_init(config), name="embed_tokens")
-        self.decoder_layers = [DeepseekV2DecoderLayer(config, i, name=f"layers_{i}")
-                               for i in range(config.num_hidden_layers)]
-        self.norm = RMSNorm(config.rms_norm_eps, name="norm")
-        self.inv_freq, self.attention_factor = rope_frequencies(
-            config.rope_parameters, config.qk_rope_head_dim, config.max_position_embeddings)
-
-    def build(self, input_shape=None):
-        self.embed_tokens.build((None, None))
-        for layer in self.decoder_layers:
-            layer.build()
-        self.norm.build((None, None, self.config.hidden_size))
-        self.built = True
-
-    def call(self, input_ids, attention_mask=None, position_ids=None, caches=None, cache_index=0,
-             key_valid=None, absorb=False, training=False, output_hidden_states=False,
-             output_attentions=False):
-        length = input_ids.shape[1] if input_ids.shape[1] is not None else ops.shape(input_ids)[1]
-        if position_ids is None:
-            position_ids = (ops.arange(length, dtype="int32") + cache_index)[None, :]
-            position_ids = ops.broadcast_to(position_ids, ops.shape(input_ids))
-        if key_valid is None:
-            key_valid = attention_mask if attention_mask is not None else ops.ones_like(input_ids)
-        bias = attention_bias(key_valid, length, cache_index)
-        cos, sin = rope_cos_sin(position_ids, self.inv_freq, self.attention_factor)
-        hidden = self.embed_tokens(input_ids)
-        all_hidden, all_attentions, new_caches = [hidden], [], []
-        for i, layer in enumerate(self.decoder_layers):
-            hidden, cache, probs = layer(
-                hidden, cos, sin, bias, cache=None if caches is None else caches[i], cache_index=cache_index,
-                absorb=absorb, training=training, return_attention_scores=output_attentions)
-            new_caches.append(cache)
-            all_hidden.append(hidden)
-            all_attentions.append(probs)
-        hidden = self.norm(hidden)
-        out = {"last_hidden_state": hidden}
-        if output_hidden_states:
-            out["hidden_states"] = tuple(all_hidden[:-1]) + (hidden,)
-        if output_attentions:
-            out["attentions"] = tuple(all_attentions)
-        if caches is not None:
-            out["caches"] = new_caches
-        return out
-
-    def hf_weight_specs(self, prefix=""):
-        specs = {}
-
-        def dense(name, layer):
-            specs[f"{prefix}{name}.weight"] = (layer.kernel, "linear")
-            if layer.use_bias:
-                specs[f"{prefix}{name}.bias"] = (layer.bias, "identity")
-
-        def norm(name, layer):
-            specs[f"{prefix}{name}.weight"] = (layer.weight, "identity")
-
-        def mlp(name, layer):
-            for proj in ("gate_proj", "up_proj", "down_proj"):
-                dense(f"{name}.{proj}", getattr(layer, proj))
-
-        specs[f"{prefix}embed_tokens.weight"] = (self.embed_tokens.embeddings, "identity")
-        for i, layer in enumerate(self.decoder_layers):
-            base = f"layers.{i}."
-            att = layer.self_attn
-            for proj in ("q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"):
-                if getattr(att, proj) is not None:
-                    dense(f"{base}self_attn.{proj}", getattr(att, proj))
-            if att.q_a_layernorm is not None:
-                norm(f"{base}self_attn.q_a_layernorm", att.q_a_layernorm)
-            norm(f"{base}self_attn.kv_a_layernorm", att.kv_a_layernorm)
-            norm(f"{base}input_layernorm", layer.input_layernorm)
-            norm(f"{base}post_attention_layernorm", layer.post_attention_layernorm)
-            if isinstance(layer.mlp, MoEBlock):
-                moe = layer.mlp
-                specs[f"{prefix}{base}mlp.gate.weight"] = (moe.gate.kernel, "linear")
-                stack = _ExpertStacks(moe.experts)
-                for j in range(moe.n_routed_experts):
-                    for proj in ("gate_proj", "up_proj", "down_proj"):
-                        specs[f"{prefix}{base}mlp.experts.{j}.{proj}.weight"] = (stack.slice(proj, j), "linear")
-                if moe.shared_experts is not None:
-                    mlp(f"{base}mlp.shared_experts", moe.shared_experts)
-            else:
-                mlp(f"{base}mlp", layer.mlp)
-        norm("norm", self.norm)
-        return specs
-
-
-class _ExpertStacks:
-    """Per-expert views of the stacked expert weights, so the generic loader / writer can address
-    `mlp.experts.{j}.{proj}.weight` one at a time. Loading fills a numpy buffer and assigns the
-    stacked variable once, when every expert of it has arrived."""
-
-    _VARS = {"gate_proj": "gate_kernel", "up_proj": "up_kernel", "down_proj": "down_kernel"}
-
-    def __init__(self, experts):
-        if experts.quantized:
-            raise NotImplementedError("reading or writing HF tensors of a quantized model is not supported")
-        self.experts = experts
-        self.pending = {}
-
-    def slice(self, proj, index):
-        return _ExpertSlice(self, self._VARS[proj], index)
-
-
-class _ExpertSlice:
-    def __init__(self, stacks, var_name, index):
-        self.stacks, self.var_name, self.index = stacks, var_name, index
-        self.variable = getattr(stacks.experts, var_name)
-        self.shape = tuple(self.variable.shape[1:])
-        self.dtype = self.variable.dtype
-
-    def assign(self, value):
-        buffer, seen = self.stacks.pending.setdefault(
-            self.var_name, (np.array(ops.convert_to_numpy(self.variable)), set()))
-        buffer[self.index] = value
-        seen.add(self.index)
-        if len(seen) == buffer.shape[0]:
-            self.variable.assign(buffer)
-            del self.stacks.pending[self.var_name]
-
-    def __array__(self, dtype=None, copy=None):
-        value = np.asarray(ops.convert_to_numpy(self.variable)[self.index])
-        return value if dtype is None else value.astype(dtype)
 
 
 @_register
@@ -280,7 +88,7 @@ class TFDeepseekV2Model(TFDeepseekV2PreTrainedModel):
         return self.finish_output(ModelOutput(out), return_dict)
 
     def hf_weight_specs(self):
-        return self.model.hf_weight_specs(prefix="")
+        return decoder_weight_specs(self.model)
 
 
 def causal_lm_loss(logits, labels):
@@ -307,7 +115,7 @@ class TFDeepseekV2ForCausalLM(GenerationMixin, TFDeepseekV2PreTrainedModel):
         self.lm_head = None
         if not self.config.tie_word_embeddings:
             self.lm_head = keras.layers.Dense(self.config.vocab_size, use_bias=False, name="lm_head",
-                                              kernel_initializer=_init(self.config))
+                                              kernel_initializer=weight_initializer(self.config))
         else:
             self.ignorable_checkpoint_keys = self.ignorable_checkpoint_keys + (r"^lm_head\.weight$",)
 
@@ -343,7 +151,7 @@ class TFDeepseekV2ForCausalLM(GenerationMixin, TFDeepseekV2PreTrainedModel):
         return causal_lm_loss(outputs["logits"], labels["labels"])
 
     def hf_weight_specs(self):
-        specs = self.model.hf_weight_specs(prefix="model.")
+        specs = decoder_weight_specs(self.model, prefix="model.")
         if self.lm_head is not None:
             specs["lm_head.weight"] = (self.lm_head.kernel, "linear")
         return specs
@@ -360,7 +168,7 @@ class TFDeepseekV2ForSequenceClassification(TFDeepseekV2PreTrainedModel):
         super().__init__(config, **kwargs)
         self.model = DeepseekV2MainLayer(self.config, name="model")
         self.score = keras.layers.Dense(self.config.num_labels, use_bias=False, name="score",
-                                        kernel_initializer=_init(self.config))
+                                        kernel_initializer=weight_initializer(self.config))
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -414,6 +222,6 @@ class TFDeepseekV2ForSequenceClassification(TFDeepseekV2PreTrainedModel):
         return ops.mean(ops.binary_crossentropy(ops.cast(labels, "float32"), pooled, from_logits=True))
 
     def hf_weight_specs(self):
-        specs = self.model.hf_weight_specs(prefix="model.")
+        specs = decoder_weight_specs(self.model, prefix="model.")
         specs["score.weight"] = (self.score.kernel, "linear")
         return specs

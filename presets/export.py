@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-
 import warnings
 
 import keras
@@ -65,6 +64,40 @@ class ExportError(RuntimeError):
 # export_max_length(): the longest sequence the model accepts, or None.
 # export_text_signatures: which string-in signatures the model supports (empty: none).
 # preprocessor_class / text_serving_module: the family's in-graph preprocessing (string-in only).
+
+
+class ExportMixin:
+    """`model.export(...)` for a task model; the model class declares what its signatures carry."""
+
+    # int32 inputs of the `serving_default` signature; the outputs are `primary_output_names`.
+    export_input_names = ("input_ids", "attention_mask")
+    # String-in signatures ("serve_text", "serve_text_pair") the model offers with a preprocessor.
+    export_text_signatures = ()
+
+    def export_input_limits(self):
+        """{input name: exclusive upper bound} that the exported signatures assert."""
+        return {"input_ids": self.config.vocab_size}
+
+    def export_max_length(self):
+        """The longest sequence the exported model accepts (None: no limit)."""
+        return None
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, *,
+               preprocessor=None, tokenizer=None, overwrite=False, sequence_length=None, jax2tf_kwargs=None):
+        """Writes a TensorFlow SavedModel for TF Serving, on every backend (torch: through a
+        TensorFlow subprocess). `serving_default` takes int32 `input_ids`, `attention_mask` (and
+        `token_type_ids` for DeBERTa) with dynamic batch and length and returns the named outputs;
+        `preprocessor=` (or `tokenizer=`) adds string-in signatures. See
+        `presets.export.export_saved_model` for every argument."""
+        if input_signature is not None:
+            raise ValueError("the exported input signature is fixed by the model (int32 ids with dynamic "
+                             "batch and length); input_signature is not supported")
+        if preprocessor is not None and tokenizer is not None:
+            raise ValueError("pass preprocessor= or tokenizer=, not both")
+        return export_saved_model(
+            self, filepath, preprocessor=preprocessor if preprocessor is not None else tokenizer,
+            format=format, overwrite=overwrite, sequence_length=sequence_length,
+            jax2tf_kwargs=jax2tf_kwargs, verbose=bool(verbose))
 
 
 def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_model", overwrite=False,
