@@ -24,6 +24,22 @@ def _parse_pos_att_type(value):
     return [str(x).strip().lower() for x in value]
 
 
+def _validate(config):
+    """Values no model can be built from, refused by name (transformers would fail later, often
+    with a ZeroDivisionError). hidden_size % num_attention_heads is checked where transformers
+    checks it: when the attention layer is built."""
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not config.layer_norm_eps > 0:
+        raise ValueError(f"layer_norm_eps must be > 0, got {config.layer_norm_eps!r}")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        value = getattr(config, name)
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+
+
 class _DebertaConfigBase(BaseConfig):
     field_defaults = {}
 
@@ -37,11 +53,7 @@ class _DebertaConfigBase(BaseConfig):
             self.embedding_size = self.hidden_size
         if self.pooler_hidden_size is None:
             self.pooler_hidden_size = self.hidden_size
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
+        _validate(self)
 
     # --- values the model derives, in one place ------------------------------------------------
     @property

@@ -10,7 +10,11 @@ from layers.activations import get_activation
 from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
 from layers.ngie import NGIEConv
+from keras_deberta.configuration_deberta import DebertaConfig, DebertaV2Config
 from presets.mapping import add_dense_specs, add_layer_norm_specs
+
+_register = keras.saving.register_keras_serializable(package="keras_deberta")
+_CONFIG_CLASSES = {c.model_type: c for c in (DebertaConfig, DebertaV2Config)}
 
 
 def _dense(units, config, name, use_bias=True):
@@ -20,12 +24,31 @@ def _dense(units, config, name, use_bias=True):
     )
 
 
+class _ConfiguredLayer(keras.layers.Layer):
+    """A layer built from a DeBERTa config (v1 or v2/v3): `get_config` carries the config dict, so
+    a functional model around the layer saves and reloads (.keras)."""
 
-class DebertaEncoderLayer(keras.layers.Layer):
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model_config = config.pop("config")
+        return cls(_CONFIG_CLASSES[model_config["model_type"]].from_dict(model_config), **config)
+
+
+@_register
+class DebertaEncoderLayer(_ConfiguredLayer):
     """One encoder block: disentangled attention -> dense + LN residual -> FFN -> dense + LN residual."""
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
+        if config.hidden_size % config.num_attention_heads:  # where transformers checks it
+            raise ValueError(
+                f"The hidden size ({config.hidden_size}) is not a multiple of the number of attention "
+                f"heads ({config.num_attention_heads})")
+        self.config = config
         relative = bool(config.relative_attention)
         self.attention = DisentangledSelfAttention(
             hidden_size=config.hidden_size,
@@ -77,7 +100,8 @@ class DebertaEncoderLayer(keras.layers.Layer):
         return self.output_norm(out + attended), probs
 
 
-class DebertaMainLayer(keras.layers.Layer):
+@_register
+class DebertaMainLayer(_ConfiguredLayer):
     """Embeddings + encoder (HF's `deberta` sub-module): ids -> hidden states.
 
     Call returns a dict with `last_hidden_state` [B, L, hidden], and on request `hidden_states`
@@ -134,14 +158,16 @@ class DebertaMainLayer(keras.layers.Layer):
             self.conv.build(hidden_shape)
         self.built = True
 
-    def call(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
              training=False, output_hidden_states=False, output_attentions=False):
+        # input_ids [B, L], or inputs_embeds [B, L, embedding_size] in their place.
         if attention_mask is None:
-            attention_mask = ops.ones_like(input_ids)
+            shape = ops.shape(input_ids) if input_ids is not None else ops.shape(inputs_embeds)[:2]
+            attention_mask = ops.ones(shape, dtype="int32")
         mask = ops.cast(attention_mask, "bool")
         embedding_output = self.embeddings(
             input_ids, token_type_ids=token_type_ids, position_ids=position_ids, padding_mask=attention_mask,
-            training=training,
+            inputs_embeds=inputs_embeds, training=training,
         )
         rel_embeddings = self.rel_embeddings.table() if self.rel_embeddings is not None else None
         hidden = embedding_output

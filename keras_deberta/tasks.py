@@ -13,11 +13,12 @@ from keras_deberta import heads
 from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
-from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
+from presets import keras_compat
+from presets.model_io import check_index_range, check_same_shape, sequence_reference
 from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.pretrained import TFPreTrainedModel
 
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
 ALL_LABEL_NAMES = ("labels", "start_positions", "end_positions")
 
 
@@ -32,11 +33,13 @@ def _dense(units, config, name):
 
 
 class DebertaTaskModel(TFPreTrainedModel):
-    """A DeBERTa main layer (`self.deberta`) plus the head a mixin defines."""
+    """A DeBERTa main layer (`self.deberta`) plus the head a mixin defines, on the shared task
+    protocol (presets/task_protocol.py)."""
 
     base_model_prefix = "deberta"
     main_layer_class = None
-    input_rank = 2  # [batch, length]; multiple choice: [batch, choices, length]
+    input_names = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+    family_label_names = ALL_LABEL_NAMES
     ignorable_checkpoint_keys = (r"(^|\.)embeddings\.position_ids$",)  # a buffer older checkpoints saved
     # SavedModel export (presets/export.py): the signature's inputs and the in-graph tokenisation.
     export_input_names = ("input_ids", "attention_mask", "token_type_ids")
@@ -46,31 +49,25 @@ class DebertaTaskModel(TFPreTrainedModel):
     lora_modules_to_save = ("pooler", "classifier", "qa_outputs")
     text_serving_module = staticmethod(serving_module)
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        if not getattr(self.config, "position_biased_input", True):
+    def create_layers(self, config):
+        if not getattr(config, "position_biased_input", True):
             # transformers ignores a stored absolute-position table the config does not use.
             self.ignorable_checkpoint_keys = self.ignorable_checkpoint_keys + (
                 r"(^|\.)embeddings\.position_embeddings\.weight$",
             )
-        self.deberta = self.main_layer_class(self.config, name="deberta")
-        self.build_head(self.config)
-        self.build()  # variables exist from construction on, as with HF's TF models
+        self.deberta = self.main_layer_class(config, name="deberta")
+        self.build_head(config)
 
-    def build(self, input_shape=None):
+    def build_layers(self):
         self.deberta.build()
         for layer, shape in self.head_layer_shapes():
             layer.build(shape)
-        self.built = True
 
     # --- what a head mixin provides -------------------------------------------------------------
     encoder_prefix = "deberta."
 
     def build_head(self, config):
         pass
-
-    def head(self, sequence_output, inputs, training=False):
-        raise NotImplementedError
 
     def head_layer_shapes(self):
         """(layer, input shape) of every head layer with weights, to build them eagerly."""
@@ -79,57 +76,38 @@ class DebertaTaskModel(TFPreTrainedModel):
     def head_specs(self):
         return {}
 
-    def check_labels(self, inputs):
-        pass
-
     # --- shared ---------------------------------------------------------------------------------
     def hf_weight_specs(self):
         specs = self.deberta.hf_weight_specs(prefix=self.encoder_prefix)
         specs.update(self.head_specs())
         return specs
 
-    def parse_inputs(self, input_ids, kwargs):
-        """HF TF conventions -> checked tensors: dict / list / bare ids / keywords; labels may come
-        inside the dict as well."""
-        values = unpack_inputs(input_ids, ENCODER_INPUTS + self.label_names, kwargs)
-        foreign = [n for n in ALL_LABEL_NAMES if n not in self.label_names and kwargs.get(n) is not None]
-        if foreign:
-            raise ValueError(f"{type(self).__name__} takes no {', '.join(foreign)}; its labels are {list(self.label_names)}")
-        if "input_ids" not in values:
-            raise ValueError("input_ids is required")
-        for name, value in values.items():
-            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-                values[name] = ops.convert_to_tensor(value)
-        ids = values["input_ids"]
-        if len(ids.shape) != self.input_rank:
-            want = "[batch, num_choices, length]" if self.input_rank == 3 else "[batch, length]"
-            raise ValueError(f"input_ids must have shape {want}, got {tuple(ids.shape)}")
-        if not _is_int(ids):
-            raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
+    def input_embedding_layer(self):
+        return self.deberta.embeddings.word_embeddings
+
+    def check_family_inputs(self, values, reference):
         config = self.config
-        length = ids.shape[-1]
-        if config.position_biased_input and "position_ids" not in values and length is not None \
-                and length > config.max_position_embeddings:
+        length = reference.shape[-1]
+        if config.position_biased_input and "position_ids" not in values and isinstance(length, int) \
+                and length > config.max_position_embeddings and not keras_compat.in_shape_inference():
             raise ValueError(
                 f"sequence length {length} exceeds max_position_embeddings "
                 f"({config.max_position_embeddings}) of this model's absolute position table"
             )
-        values["input_ids"] = check_index_range("input_ids", ids, config.vocab_size)
-        for name in ("attention_mask", "token_type_ids", "position_ids"):
-            if name in values:
-                check_same_shape(name, values[name], ids)
         if "token_type_ids" in values and config.type_vocab_size > 0:
             values["token_type_ids"] = check_index_range("token_type_ids", values["token_type_ids"], config.type_vocab_size)
         if "position_ids" in values and config.position_biased_input:
             values["position_ids"] = check_index_range(
                 "position_ids", values["position_ids"], config.max_position_embeddings
             )
-        if any(n in values for n in self.label_names):
-            self.check_labels(values)
         return values
 
-    def encoder_inputs(self, inputs):
-        return {k: inputs.get(k) for k in ENCODER_INPUTS}
+    def run_backbone(self, inputs, training, output_hidden_states, output_attentions):
+        return self.deberta(
+            inputs.get("input_ids"), attention_mask=inputs.get("attention_mask"),
+            token_type_ids=inputs.get("token_type_ids"), position_ids=inputs.get("position_ids"),
+            inputs_embeds=inputs.get("inputs_embeds"), training=training,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
     def export_input_limits(self):  # what parse_inputs checks, asserted by the exported signatures
         limits = {"input_ids": self.config.vocab_size}
@@ -140,31 +118,14 @@ class DebertaTaskModel(TFPreTrainedModel):
     def export_max_length(self):  # the absolute position table bounds the length; relative attention does not
         return self.config.max_position_embeddings if self.config.position_biased_input else None
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-             start_positions=None, end_positions=None, output_attentions=None, output_hidden_states=None,
-             return_dict=None, training=False):
-        inputs = self.parse_inputs(input_ids, dict(
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+             labels=None, start_positions=None, end_positions=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        return self.run_task(input_ids, dict(
             attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            labels=labels, start_positions=start_positions, end_positions=end_positions,
-        ))
-        encoder_inputs = self.encoder_inputs(inputs)
-        outputs = self.deberta(
-            encoder_inputs["input_ids"],
-            attention_mask=encoder_inputs["attention_mask"],
-            token_type_ids=encoder_inputs["token_type_ids"],
-            position_ids=encoder_inputs["position_ids"],
-            training=training,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
-        )
-        result = self.head(outputs["last_hidden_state"], inputs, training=training)
-        label_values = {n: inputs[n] for n in self.label_names if n in inputs}
-        loss = self.hf_loss(result, label_values) if label_values else None
-        return self.finish_output(
-            ModelOutput(loss=loss, **result, hidden_states=outputs.get("hidden_states"),
-                        attentions=outputs.get("attentions")),
-            return_dict,
-        )
+            inputs_embeds=inputs_embeds, labels=labels, start_positions=start_positions,
+            end_positions=end_positions, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict), training=training)
 
 
 class BaseModelTask:
@@ -192,6 +153,18 @@ class MaskedLMTask:
     def head_layer_shapes(self):
         return [(self.lm_head, None)]
 
+    def output_embedding_layer(self):  # the decoder is tied to the word embeddings
+        return self.deberta.embeddings.word_embeddings
+
+    def output_bias_variables(self):
+        return {"bias": self.lm_head.bias}
+
+    def output_bias_owners(self):
+        return [(self.lm_head, "bias")]
+
+    def lm_head_layer(self):
+        return self.lm_head
+
     def head(self, sequence_output, inputs, training=False):
         table = embedding_table(self.deberta.embeddings.word_embeddings)  # dequantised if quantized
         return {"logits": self.lm_head(sequence_output, table)}
@@ -206,7 +179,7 @@ class MaskedLMTask:
 
     def check_labels(self, inputs):
         labels = inputs["labels"]
-        check_same_shape("labels", labels, inputs["input_ids"])
+        check_same_shape("labels", labels, sequence_reference(inputs))
         inputs["labels"] = check_index_range("labels", labels, self.config.vocab_size, ignore_value=-100)
 
     def hf_loss(self, outputs, labels, sample_weight=None):
@@ -258,9 +231,9 @@ class SequenceClassificationTask(_PooledClassifier):
                 "multi_label_classification": "multi_label"}[problem]
 
     def check_labels(self, inputs):
-        labels, ids = inputs["labels"], inputs["input_ids"]
+        labels, ids = inputs["labels"], sequence_reference(inputs)
         n = self.config.num_labels
-        if labels.shape[0] is not None and ids.shape[0] is not None and labels.shape[0] != ids.shape[0]:
+        if isinstance(labels.shape[0], int) and isinstance(ids.shape[0], int) and labels.shape[0] != ids.shape[0]:
             raise ValueError(f"labels have batch size {labels.shape[0]} but input_ids {ids.shape[0]}")
         kind = self._label_kind(labels)
         if kind in ("hard", "hard_ignore_negative"):
@@ -312,7 +285,7 @@ class TokenClassificationTask:
         return specs
 
     def check_labels(self, inputs):
-        check_same_shape("labels", inputs["labels"], inputs["input_ids"])
+        check_same_shape("labels", inputs["labels"], sequence_reference(inputs))
         inputs["labels"] = check_index_range("labels", inputs["labels"], self.config.num_labels, ignore_value=-100)
 
     def hf_loss(self, outputs, labels, sample_weight=None):
@@ -339,7 +312,7 @@ class QuestionAnsweringTask:
         return specs
 
     def check_labels(self, inputs):
-        batch = inputs["input_ids"].shape[0]
+        batch = sequence_reference(inputs).shape[0]
         for name in self.label_names:
             if name not in inputs:
                 raise ValueError("question answering needs both start_positions and end_positions")
@@ -367,23 +340,22 @@ class MultipleChoiceTask(_PooledClassifier):
     def build_head(self, config):
         self._build_pooled(config, 1)
 
-    def dummy_inputs(self, ids):
-        return {"input_ids": ids[:, None, :]}
-
-    def encoder_inputs(self, inputs):
-        flat = {}
+    def backbone_inputs(self, inputs):
+        flat = {}  # [B, C, L(, E)] -> [B * C, L(, E)]
         for name in ENCODER_INPUTS:
             value = inputs.get(name)
-            flat[name] = None if value is None else ops.reshape(value, (-1, ops.shape(value)[-1]))
-        return flat  # [B * C, L]
+            if value is not None:
+                keep = 2 if name == "inputs_embeds" else 1
+                flat[name] = ops.reshape(value, (-1,) + tuple(ops.shape(value)[-keep:]))
+        return flat
 
     def head(self, sequence_output, inputs, training=False):
-        num_choices = ops.shape(inputs["input_ids"])[1]
+        num_choices = ops.shape(sequence_reference(inputs))[1]
         logits = self._pooled_logits(sequence_output, training)  # [B * C, 1]
         return {"logits": ops.reshape(logits, (-1, num_choices))}
 
     def check_labels(self, inputs):
-        labels, ids = inputs["labels"], inputs["input_ids"]
+        labels, ids = inputs["labels"], sequence_reference(inputs)
         if len(labels.shape) != 1 or (ids.shape[0] is not None and labels.shape[0] not in (None, ids.shape[0])):
             raise ValueError(f"labels must have shape [batch] = [{ids.shape[0]}], got {tuple(labels.shape)}")
         num_choices = ids.shape[1]

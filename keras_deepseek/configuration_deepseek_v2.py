@@ -108,9 +108,19 @@ class DeepseekV2Config(BaseConfig):
         self.aux_loss_alpha = aux_loss_alpha
         self.seq_aux = seq_aux
         self.ep_size = ep_size
-        if hidden_size % num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) is not a multiple of num_attention_heads ({num_attention_heads})")
+        # Values no model can be built from, refused by name (MLA's head widths are their own
+        # fields, so hidden_size need not divide by the heads).
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank",
+                     "v_head_dim", "qk_rope_head_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not rms_norm_eps > 0:
+            raise ValueError(f"rms_norm_eps must be > 0, got {rms_norm_eps!r}")
+        if n_routed_experts and self.num_experts_per_tok is not None and \
+                not 0 < self.num_experts_per_tok <= n_routed_experts:
+            raise ValueError(f"num_experts_per_tok ({self.num_experts_per_tok}) must lie in [1, n_routed_experts "
+                             f"= {n_routed_experts}]")
         if qk_rope_head_dim % 2:
             raise ValueError(f"qk_rope_head_dim must be even for rotary pairs, got {qk_rope_head_dim}")
         if scoring_func != "softmax":

@@ -4,6 +4,8 @@ Attention and DeepSeekMoE (or a dense MLP), and the main layer with embeddings a
 import keras
 from keras import ops
 
+from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
+
 from layers.latent_attention import MultiHeadLatentAttention, attention_bias
 from layers.moe import GatedMLP, MoEBlock
 from layers.rms_norm import RMSNorm
@@ -14,11 +16,16 @@ def weight_initializer(config):
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
 
 
+_register = keras.saving.register_keras_serializable(package="keras_deepseek")
+
+
+@_register
 class DeepseekV2DecoderLayer(keras.layers.Layer):
     """RMSNorm -> MLA -> residual -> RMSNorm -> MoE (or dense MLP) -> residual."""
 
     def __init__(self, config, layer_index, **kwargs):
         super().__init__(**kwargs)
+        self.config, self.layer_index = config, layer_index
         self.hidden_size = config.hidden_size
         self.self_attn = MultiHeadLatentAttention(
             hidden_size=config.hidden_size, num_heads=config.num_attention_heads,
@@ -40,6 +47,14 @@ class DeepseekV2DecoderLayer(keras.layers.Layer):
                                 config.mlp_bias, weight_initializer(config), name="mlp")
         self.input_layernorm = RMSNorm(config.rms_norm_eps, name="input_layernorm")
         self.post_attention_layernorm = RMSNorm(config.rms_norm_eps, name="post_attention_layernorm")
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict(), "layer_index": self.layer_index}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(DeepseekV2Config.from_dict(config.pop("config")), **config)
 
     def build(self, input_shape=None):
         shape = (None, None, self.hidden_size)
@@ -63,6 +78,7 @@ class DeepseekV2DecoderLayer(keras.layers.Layer):
         return hidden + out, cache, probs
 
 
+@_register
 class DeepseekV2MainLayer(keras.layers.Layer):
     """Embeddings + decoder layers + final norm (transformers' `DeepseekV2Model`).
 
@@ -85,6 +101,14 @@ class DeepseekV2MainLayer(keras.layers.Layer):
         self.inv_freq, self.attention_factor = rope_frequencies(
             config.rope_parameters, config.qk_rope_head_dim, config.max_position_embeddings)
 
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(DeepseekV2Config.from_dict(config.pop("config")), **config)
+
     def build(self, input_shape=None):
         self.embed_tokens.build((None, None))
         for layer in self.decoder_layers:
@@ -92,18 +116,20 @@ class DeepseekV2MainLayer(keras.layers.Layer):
         self.norm.build((None, None, self.config.hidden_size))
         self.built = True
 
-    def call(self, input_ids, attention_mask=None, position_ids=None, caches=None, cache_index=0,
+    def call(self, input_ids=None, attention_mask=None, position_ids=None, caches=None, cache_index=0,
              key_valid=None, absorb=False, training=False, output_hidden_states=False,
-             output_attentions=False):
-        length = input_ids.shape[1] if input_ids.shape[1] is not None else ops.shape(input_ids)[1]
+             output_attentions=False, inputs_embeds=None):
+        # input_ids [B, S], or inputs_embeds [B, S, d] in their place.
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        token_shape = ops.shape(hidden)[:2]
+        length = hidden.shape[1] if hidden.shape[1] is not None else token_shape[1]
         if position_ids is None:
             position_ids = (ops.arange(length, dtype="int32") + cache_index)[None, :]
-            position_ids = ops.broadcast_to(position_ids, ops.shape(input_ids))
+            position_ids = ops.broadcast_to(position_ids, token_shape)
         if key_valid is None:
-            key_valid = attention_mask if attention_mask is not None else ops.ones_like(input_ids)
+            key_valid = attention_mask if attention_mask is not None else ops.ones(token_shape, dtype="int32")
         bias = attention_bias(key_valid, length, cache_index)
         cos, sin = rope_cos_sin(position_ids, self.inv_freq, self.attention_factor)
-        hidden = self.embed_tokens(input_ids)
         all_hidden, all_attentions, new_caches = [hidden], [], []
         for i, layer in enumerate(self.decoder_layers):
             hidden, cache, probs = layer(

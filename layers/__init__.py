@@ -4,7 +4,6 @@ from layers.activations import get_activation
 from layers.disentangled_attention import DisentangledSelfAttention
 from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
 from layers.latent_attention import MultiHeadLatentAttention
-from layers.model_io import ModelOutput
 from layers.moe import GatedMLP, MoEBlock, RoutedExperts, TopKRouter
 from layers.ngie import NGIEConv
 from layers.relative_position import log_bucket_position
@@ -15,7 +14,6 @@ __all__ = [
     "DebertaEmbeddings",
     "DisentangledSelfAttention",
     "GatedMLP",
-    "ModelOutput",
     "MoEBlock",
     "MultiHeadLatentAttention",
     "NGIEConv",

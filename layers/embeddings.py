@@ -98,16 +98,18 @@ class DebertaEmbeddings(keras.layers.Layer):
         self.layer_norm.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, input_ids, token_type_ids=None, position_ids=None, padding_mask=None, training=False):
-        embeddings = self.word_embeddings(input_ids)  # [B, L, E]
+    def call(self, input_ids=None, token_type_ids=None, position_ids=None, padding_mask=None, inputs_embeds=None,
+             training=False):
+        # inputs_embeds [B, L, E] replaces the word-embedding lookup of input_ids [B, L], as in HF.
+        embeddings = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # [B, L, E]
+        positions_shape = ops.shape(embeddings)[:2]
         if self.position_embeddings is not None:
             if position_ids is None:
-                length = ops.shape(input_ids)[1]
-                position_ids = ops.arange(length, dtype="int32")[None, :]
+                position_ids = ops.arange(positions_shape[1], dtype="int32")[None, :]
             embeddings = embeddings + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
-                token_type_ids = ops.zeros_like(input_ids)
+                token_type_ids = ops.zeros(positions_shape, dtype="int32")
             embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         if self.embed_proj is not None:
             embeddings = self.embed_proj(embeddings)  # [B, L, hidden]

@@ -52,3 +52,39 @@ def binary_cross_entropy_with_logits(logits, targets, sample_weight=None):
     # max(x, 0) - x z + log(1 + exp(-|x|)): the stable form torch uses.
     values = ops.maximum(x, 0.0) - x * z + ops.log1p(ops.exp(-ops.abs(x)))
     return _weighted_mean(values, ops.ones_like(values), sample_weight)
+
+
+def causal_lm_loss(logits, labels, sample_weight=None):
+    """transformers' ForCausalLMLoss: position t predicts token t + 1; -100 ignored; mean in float32.
+
+    Args:
+        logits: [B, S, V]; labels: [B, S] (not yet shifted); sample_weight: [B] or None.
+    """
+    return sparse_cross_entropy(logits[:, :-1], labels[:, 1:], sample_weight=sample_weight)
+
+
+def classification_problem(labels, num_labels, problem_type=None):
+    """transformers' choice when config.problem_type is unset: one label is regression, integer
+    labels are single-label classification, anything else multi-label."""
+    if problem_type is not None:
+        return problem_type
+    if num_labels == 1:
+        return "regression"
+    return "single_label_classification" if "int" in str(labels.dtype) else "multi_label_classification"
+
+
+def sequence_classification_loss(logits, labels, num_labels, problem_type=None, sample_weight=None):
+    """transformers' ForSequenceClassificationLoss (the generic one; DeBERTa's differs and lives
+    with its head). logits: [B, num_labels]; labels: [B] (class ids, -100 ignored; regression
+    values) or [B, num_labels] (multi-label targets, or regression with several outputs)."""
+    problem = classification_problem(labels, num_labels, problem_type)
+    if problem == "regression":
+        if num_labels == 1:
+            return mean_squared_error(ops.reshape(logits, (-1,)), ops.reshape(labels, (-1,)), sample_weight)
+        return mean_squared_error(logits, labels, sample_weight)
+    if problem == "single_label_classification":
+        return sparse_cross_entropy(ops.reshape(logits, (-1, num_labels)), ops.reshape(labels, (-1,)),
+                                    sample_weight=sample_weight)
+    if problem == "multi_label_classification":
+        return binary_cross_entropy_with_logits(logits, labels, sample_weight)
+    raise ValueError(f"unknown problem_type {problem!r}")

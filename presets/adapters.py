@@ -2,11 +2,14 @@
 (int8 / int4, the MoE experts included) and LoRA adapters (enable, merge)."""
 
 import contextlib
+import gc
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
+
+from presets import keras_compat
 
 
 class AdaptersMixin:
@@ -39,7 +42,7 @@ class AdaptersMixin:
             raise ValueError("quantize() with LoRA adapters enabled: call merge_lora() first (or quantize "
                              "the float model and enable_lora() afterwards to train adapters on top)")
         self.build_with_dummy_inputs()
-        with _collect_garbage_once(), warnings.catch_warnings():
+        with _deferred_garbage_collection(), warnings.catch_warnings():
             # Norms, convolutions and the float32 router have no quantized form: not worth a warning each.
             warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
             super().quantize(mode, config=config, filters=filters, **kwargs)
@@ -56,7 +59,7 @@ class AdaptersMixin:
         named, seen = {}, set()
 
         def walk(layer, prefix):
-            for child in layer._flatten_layers(include_self=False, recursive=False):
+            for child in keras_compat.child_layers(layer):
                 if id(child) in seen:
                     continue
                 seen.add(id(child))
@@ -69,7 +72,7 @@ class AdaptersMixin:
     def _quantized_layers(self):
         """{path: layer} of the quantized leaf layers (a parent's policy may name a mode too)."""
         return {path: layer for path, layer in self._named_layers().items()
-                if layer.quantization_mode and not list(layer._flatten_layers(include_self=False))}
+                if layer.quantization_mode and not keras_compat.child_layers(layer)}
 
     def _quantization_config_entry(self):
         """{"quantized_layers": {path: [mode, quantization config]}} for get_config, or {} (a float
@@ -89,11 +92,11 @@ class AdaptersMixin:
         unknown = sorted(set(quantized_layers) - set(layers))
         if unknown:
             raise ValueError(f"the saved config quantizes layers this {type(self).__name__} does not have: {unknown}")
-        with _collect_garbage_once():
+        with _deferred_garbage_collection():
             for path, (mode, config) in quantized_layers.items():
                 config = keras.saving.deserialize_keras_object(config) if config else None
                 layers[path].quantize(mode, config=config, type_check=False)
-        self._post_quantize(None)  # torch: re-track the replaced variables (the mode is not used)
+        keras_compat.retrack_torch_variables(self)
 
     def _refuse_if_not_plain(self, action, lora_ok=False):
         quantized = list(self._quantized_layers())
@@ -173,17 +176,16 @@ class AdaptersMixin:
             raise NotImplementedError(
                 f"merge_lora on quantized layers ({quantized[0]}, ...) is not supported: save('x.keras') "
                 "stores them merged and re-quantized, or enable LoRA on the float model")
-        for layer in adapted.values():
-            _merge_lora_layer(layer)
+        with _deferred_garbage_collection():
+            for layer in adapted.values():
+                _merge_lora_layer(layer)
         for v in self.__dict__.pop("_lora_frozen", []):
             v.trainable = True
         self._reset_compiled_functions()
 
     def _reset_compiled_functions(self):
         self.train_function = self.test_function = self.predict_function = None
-        if keras.backend.backend() == "torch":  # torch keeps its own parameter lists per layer
-            for layer in self._flatten_layers():
-                layer._track_variables()
+        keras_compat.retrack_torch_variables(self)
 
 
 def _lora_names(layer):
@@ -199,33 +201,29 @@ def _lora_variables(layer):
 
 def _merge_lora_layer(layer):
     """W <- W + alpha / rank * A @ B for one Keras Dense / EinsumDense / Embedding, adapters removed."""
-    base = layer._embeddings if isinstance(layer, keras.layers.Embedding) else layer._kernel
+    base = keras_compat.unadapted_weight(layer)
     a, b = _lora_variables(layer)
     w = np.asarray(ops.convert_to_numpy(base), dtype=np.float32)
     delta = (layer.lora_alpha / layer.lora_rank) * np.matmul(
         np.asarray(ops.convert_to_numpy(a), np.float32), np.asarray(ops.convert_to_numpy(b), np.float32))
     base.assign((w + delta).astype(np.float32))
-    layer._tracker.unlock()
-    with _collect_garbage_once():
-        for name in _lora_names(layer):
-            delattr(layer, name)
-    layer._tracker.lock()
+    keras_compat.delete_layer_variables(layer, _lora_names(layer))
     base.trainable = True  # enable_lora froze it
     layer.lora_enabled = False
     layer.lora_rank = layer.lora_alpha = None
 
 
 @contextlib.contextmanager
-def _collect_garbage_once():
+def _deferred_garbage_collection():
     """Keras runs gc.collect() after every variable it deletes (to free device memory at once);
-    quantizing or merging replaces hundreds of variables, each collection costing a full heap
-    walk, so the collections are deferred to one at the end."""
-    import gc
-
-    collect = gc.collect
-    gc.collect = lambda *args, **kwargs: 0
+    with TensorFlow, JAX and torch loaded each full collection walks a large heap, and quantizing
+    or merging deletes hundreds of variables. `gc.freeze()` puts every object that exists now out
+    of the collector's reach, so those collections only examine what the operation itself created;
+    `unfreeze` restores normal collection and one full collection at the end frees the replaced
+    variables. (The collector itself is never replaced.)"""
+    gc.freeze()
     try:
         yield
     finally:
-        gc.collect = collect
+        gc.unfreeze()
         gc.collect()

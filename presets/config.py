@@ -11,7 +11,8 @@ import json
 import os
 
 from presets.errors import CheckpointError
-from presets.io import atomic_write_text
+from presets.hub import resolve_config_dict
+from presets.io import atomic_write_text, read_json_object
 
 CONFIG_NAME = "config.json"
 
@@ -20,10 +21,15 @@ class BaseConfig:
     """Base class: subclasses set `model_type` and pass their own fields to `__init__`."""
 
     model_type = None
+    is_composition = False  # transformers: True for configs made of sub-configs (encoder-decoder)
 
     # Fields every HF config has; subclass fields come on top of these.
     def __init__(
         self,
+        output_hidden_states=False,
+        output_attentions=False,
+        return_dict=True,
+        is_encoder_decoder=False,
         pad_token_id=None,
         bos_token_id=None,
         eos_token_id=None,
@@ -37,6 +43,11 @@ class BaseConfig:
         architectures=None,
         **kwargs,
     ):
+        # Defaults of the models' call options, as in transformers.
+        self.output_hidden_states = bool(output_hidden_states)
+        self.output_attentions = bool(output_attentions)
+        self.return_dict = bool(return_dict)
+        self.is_encoder_decoder = bool(is_encoder_decoder)
         self.pad_token_id = pad_token_id
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
@@ -58,6 +69,20 @@ class BaseConfig:
             if key in ("model_type", "transformers_version"):
                 continue
             setattr(self, key, value)
+
+    @property
+    def torch_dtype(self):
+        """transformers' older name for `dtype` (the checkpoint's parameter dtype)."""
+        return self.dtype
+
+    @torch_dtype.setter
+    def torch_dtype(self, value):
+        self.dtype = value
+
+    @property
+    def use_return_dict(self):
+        """Whether models return a ModelOutput by default (transformers' name for `return_dict`)."""
+        return self.return_dict
 
     # --- labels ----------------------------------------------------------------------------------
     @property
@@ -100,28 +125,27 @@ class BaseConfig:
 
     @classmethod
     def from_json_file(cls, path, **overrides):
-        try:
-            with open(path, encoding="utf-8") as f:
-                config_dict = json.load(f)
-        except FileNotFoundError:
-            raise CheckpointError(f"no {CONFIG_NAME} at {path}") from None
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(config_dict, dict):
-            raise CheckpointError(f"{path} does not hold a JSON object")
-        return cls.from_dict(config_dict, **overrides)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"no config file at {path}")
+        return cls.from_dict(read_json_object(path, error=CheckpointError), **overrides)
+
+    def to_json_file(self, path):
+        atomic_write_text(path, self.to_json_string())
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **overrides):
-        """Reads `config.json` from a directory, a file path, a Hub id or a registry name."""
-        from presets.hub import resolve_config_dict
-
+    def from_pretrained(cls, name_or_path, subfolder="", **overrides):
+        """Reads `config.json` from a directory (or its `subfolder`), a file path, a Hub id or a
+        registry name."""
+        if subfolder:
+            if not os.path.isdir(name_or_path):
+                raise CheckpointError(f"subfolder= needs a local directory, got {name_or_path!r}")
+            name_or_path = os.path.join(name_or_path, subfolder)
         config_dict = resolve_config_dict(name_or_path)
         return cls.from_dict(config_dict, **overrides)
 
     def save_pretrained(self, directory):
         os.makedirs(directory, exist_ok=True)
-        atomic_write_text(os.path.join(directory, CONFIG_NAME), self.to_json_string())
+        self.to_json_file(os.path.join(directory, CONFIG_NAME))
 
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()

@@ -17,7 +17,7 @@ How each backend gets there:
   `.keras` file and a subprocess of the same interpreter with KERAS_BACKEND=tensorflow reloads it
   and exports it; its stderr comes back in the error if it fails.
 
-Out-of-range inputs. The model's own index checks (layers.model_io.check_index_range) are switched
+Out-of-range inputs. The model's own index checks (presets.model_io.check_index_range) are switched
 off while tracing: on JAX they are a host callback, which jax2tf cannot serialise ("serialization of
 host_callbacks is not yet implemented"), and gathers in XLA would otherwise clamp silently. Instead
 every signature checks its inputs with TensorFlow asserts before the model runs, identically on
@@ -41,7 +41,7 @@ import warnings
 
 import keras
 
-from layers.model_io import runtime_index_checks_disabled
+from presets.model_io import runtime_index_checks_disabled
 
 SUPPORTED_FORMATS = ("tf_saved_model",)
 SERVING_SIGNATURE = "serving_default"

@@ -1,25 +1,36 @@
-"""The base of every model class of both families: an HF-style config, Keras serialization, and
-the mixins that give each concern its own module."""
-
-import functools
+"""The base of every model class of both families: an HF-style config, construction under one dtype
+policy, Keras serialization, and the mixins that give each concern its own module."""
 
 import keras
-import numpy as np
 
+from presets import keras_compat
 from presets.adapters import AdaptersMixin
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
+from presets.hf_model_api import HFModelAPIMixin
+from presets.model_io import OUTPUT_FLAGS
+from presets.task_protocol import TaskProtocol
+from presets.tf_datasets import TFDatasetMixin
 from presets.training import TrainingHooksMixin
 
 
-class TFPreTrainedModel(HFCheckpointMixin, AdaptersMixin, TrainingHooksMixin, ExportMixin, keras.Model):
-    """Base of every task model: a Keras model built from an HF-style config, with Keras
-    serialization here and one concern per mixin: HF checkpoint I/O (presets/hf_checkpoint.py),
-    quantization and LoRA (presets/adapters.py), Keras training hooks (presets/training.py) and
+class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, AdaptersMixin, TrainingHooksMixin,
+                        TFDatasetMixin, ExportMixin, keras.Model):
+    """Base of every task model: a Keras model built from an HF-style config.
+
+    Each concern has its own module: the calling protocol of every task (presets/task_protocol.py),
+    transformers' TF model API (presets/hf_model_api.py), HF checkpoint I/O (presets/hf_checkpoint.py), quantization and LoRA (presets/adapters.py),
+    Keras training hooks (presets/training.py), `prepare_tf_dataset` (presets/tf_datasets.py) and
     SavedModel export (presets/export.py).
 
-    Subclasses set `config_class`, `base_model_prefix`, `hf_architecture`, implement
-    `hf_weight_specs()` ({hf_name: (variable, transform)}) and `call`.
+    Construction: `Model(config, dtype=None, name=None, ...)`. A subclass creates its layers in
+    `create_layers()` and creates their variables in `build()`; both run here, so every variable
+    exists from construction on (as with HF's TF models). `dtype` (a policy name such as
+    "bfloat16" / "mixed_float16" or a `keras.DTypePolicy`) applies to every layer of the model,
+    without touching the global policy; without it the model follows the global policy.
+
+    Subclasses set `config_class`, `base_model_prefix`, `hf_architecture` and implement
+    `hf_weight_specs()` ({hf_name: (variable, transform)}) and the task protocol's hooks.
     """
 
     config_class = None
@@ -31,67 +42,83 @@ class TFPreTrainedModel(HFCheckpointMixin, AdaptersMixin, TrainingHooksMixin, Ex
             config = self.config_class.from_dict(config)
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        explicit_policy = kwargs.get("dtype") is not None
         super().__init__(**kwargs)
         self.config = config
+        self.create_layers(config)
+        if explicit_policy:
+            _apply_policy_to_sublayers(self, self.dtype_policy)
+        self.build()
 
-    def __init_subclass__(cls, **kwargs):
-        """`Model(config, dtype="mixed_bfloat16")` applies the policy to every layer the model
-        builds, as `keras.config.set_dtype_policy` before construction would: Keras gives a model's
-        own `dtype` to the model alone, not to the sub-layers its __init__ creates."""
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None or getattr(init, "_applies_dtype_policy", False):
+    def create_layers(self, config):
+        """Creates the model's layers (not their variables: `build` does that)."""
+        raise NotImplementedError
+
+    def build(self, input_shape=None):
+        """Creates every variable from the config's shapes. The model builds itself at construction,
+        so a later `model.build(...)` (HF TF code calls it) changes nothing."""
+        if self.built:
             return
+        self.build_layers()
+        self.built = True
 
-        @functools.wraps(init)
-        def init_under_policy(self, *args, **init_kwargs):
-            dtype = init_kwargs.get("dtype")
-            if dtype is None:
-                return init(self, *args, **init_kwargs)
-            previous = keras.config.dtype_policy()
-            keras.config.set_dtype_policy(dtype)
-            try:
-                return init(self, *args, **init_kwargs)
-            finally:
-                keras.config.set_dtype_policy(previous)
+    def build_layers(self):
+        raise NotImplementedError
 
-        init_under_policy._applies_dtype_policy = True
-        cls.__init__ = init_under_policy
+    def build_with_dummy_inputs(self):
+        """The model, built (kept for callers written before models built at construction)."""
+        self.build()
+        return self
+
+    def __call__(self, *args, **kwargs):
+        # HF's TF models accept call options inside the input dict (`{"input_ids": ...,
+        # "output_hidden_states": True}`); Keras allows only tensors there, so they become keywords.
+        if args and isinstance(args[0], dict) and any(f in args[0] for f in OUTPUT_FLAGS):
+            inputs = dict(args[0])
+            for flag in OUTPUT_FLAGS:
+                if flag in inputs:
+                    value = inputs.pop(flag)
+                    if kwargs.get(flag) is not None:
+                        raise ValueError(f"{flag} was given twice (in the input dict and as a keyword)")
+                    kwargs[flag] = value
+            args = (inputs,) + args[1:]
+        return super().__call__(*args, **kwargs)
 
     # --- Keras serialization --------------------------------------------------------------------
     def get_config(self):
-        config = {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable}
+        config = {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable,
+                  "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
         return {**config, **self._quantization_config_entry()}
 
     @classmethod
     def from_config(cls, config):
+        """Keras deserialization ({"config": {...}, ...} from `get_config`), or transformers'
+        `Model.from_config(config_object)`: a fresh model from an HF-style config."""
+        if isinstance(config, cls.config_class):
+            return cls(config)
         config = dict(config)
         model_config = cls.config_class.from_dict(config.pop("config"))
-        config.pop("dtype", None)
+        dtype = config.pop("dtype", None)
+        if isinstance(dtype, dict):
+            dtype = keras.saving.deserialize_keras_object(dtype)
         quantized_layers = config.pop("quantized_layers", None)
-        model = cls(model_config, **config)
+        model = cls(model_config, dtype=dtype, **config)
         if quantized_layers:  # integer variables must exist before Keras restores the weights
             model._requantize_layers(quantized_layers)
         return model
 
     def build_from_config(self, config):
-        # Keras reloading a .keras file: variables must exist before the weights are restored.
-        self.build_with_dummy_inputs()
+        # Keras reloading a .keras file: the variables exist since construction.
+        self.build()
 
-    def build_with_dummy_inputs(self):
-        """Creates the variables (by one call on a [1, 2] input if the model has not built them)."""
-        if not self.built or not self.weights:
-            ids = np.zeros((1, 2), dtype="int32")
-            self(self.dummy_inputs(ids), training=False)
-        return self
 
-    def dummy_inputs(self, ids):
-        return {"input_ids": ids}
-
-    # --- calling conventions --------------------------------------------------------------------
-    @staticmethod
-    def finish_output(output, return_dict):
-        if return_dict is False:
-            return output.to_tuple()
-        return output
-
+def _apply_policy_to_sublayers(model, policy):
+    """Gives every layer below `model` the model's dtype policy before any variable exists, as a
+    global `keras.config.set_dtype_policy` before construction would (Keras gives a model's own
+    `dtype` to the model alone). Quantized layers keep their own policy."""
+    pending = keras_compat.child_layers(model)
+    while pending:
+        layer = pending.pop()
+        if layer.dtype_policy.quantization_mode is None:
+            layer.dtype_policy = policy
+        pending.extend(keras_compat.child_layers(layer))

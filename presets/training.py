@@ -1,9 +1,11 @@
-"""How Keras' `fit` / `evaluate` see an HF-style model: the model's own loss when compiled without
-one (as HF's TF models trained), ordinary Keras losses and metrics on the primary outputs."""
+"""How Keras' `compile` / `fit` / `evaluate` see an HF-style model: the model's own loss when
+compiled without one (as HF's TF models trained), ordinary Keras losses and metrics on the primary
+outputs. Labels may come as `y` or inside the input dict (HF TF style); sample weights apply in
+both cases."""
 
 from keras import ops
 
-from layers.model_io import ModelOutput
+from presets.model_io import ModelOutput
 
 
 class TrainingHooksMixin:
@@ -18,6 +20,32 @@ class TrainingHooksMixin:
         """The transformers loss of this head: outputs dict, labels {name: tensor} -> scalar."""
         raise NotImplementedError(f"{type(self).__name__} has no loss of its own; compile(loss=...)")
 
+    def compile(self, optimizer="rmsprop", loss=None, *args, **kwargs):
+        # Remembered to tell "compiled without a loss" (train on the model's own) from a Keras
+        # loss, and whether that loss is a dict by output name.
+        self._user_loss = loss
+        super().compile(optimizer, loss, *args, **kwargs)
+
+    # Keras drops `sample_weight` when `y` is None (its data adapters pack (x, None, w) as x alone),
+    # so labels inside the input dict would silently train unweighted: they move to `y` first.
+    def fit(self, x=None, y=None, *args, **kwargs):
+        x, y = self._labels_to_y_for_weights(x, y, kwargs.get("sample_weight"))
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        x, y = self._labels_to_y_for_weights(x, y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def _labels_to_y_for_weights(self, x, y, sample_weight):
+        labels = self._labels_in_x(x)
+        if y is not None or sample_weight is None or not labels:
+            return x, y
+        x = {k: v for k, v in x.items() if k not in labels}
+        return x, self._y_from_labels(labels)
+
+    def _uses_own_loss(self):
+        return getattr(self, "_user_loss", None) is None
+
     def _labels_from_y(self, y):
         if isinstance(y, dict):
             missing = [n for n in self.label_names if n not in y]
@@ -30,10 +58,15 @@ class TrainingHooksMixin:
             return dict(zip(self.label_names, y))
         return {self.label_names[0]: y}
 
+    def _labels_in_x(self, x):
+        """Labels that travel inside the input dict, {name: tensor}, or {}."""
+        if not isinstance(x, dict):
+            return {}
+        return {n: x[n] for n in self.label_names if x.get(n) is not None}
+
     def _keras_view(self, y_pred):
         """What an ordinary Keras loss / metric sees: the primary output(s), or a dict by name."""
-        compiled = getattr(self, "_compile_loss", None)
-        if compiled is not None and isinstance(compiled._user_loss, dict):
+        if isinstance(getattr(self, "_user_loss", None), dict):
             return {k: v for k, v in y_pred.items() if k != "loss"}
         if len(self.primary_output_names) == 1:
             return y_pred[self.primary_output_names[0]]
@@ -41,25 +74,39 @@ class TrainingHooksMixin:
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, ModelOutput):
-            if getattr(self, "_compile_loss", None) is None:
+            if self._uses_own_loss():
                 # compile() without a loss trains on the model's own loss, as HF's TF models did:
-                # labels come as `y`, or inside the input dict (then the call computed `.loss`).
-                if y is not None:
-                    loss = self.hf_loss(y_pred, self._labels_from_y(y), sample_weight=sample_weight)
+                # labels come as `y`, or inside the input dict (the call then computed an
+                # unweighted `.loss`; with sample weights it is computed again, weighted).
+                labels = self._labels_from_y(y) if y is not None else self._labels_in_x(x)
+                if labels and (y is not None or sample_weight is not None or "loss" not in y_pred):
+                    loss = self.hf_loss(y_pred, labels, sample_weight=sample_weight)
                 elif "loss" in y_pred:
                     loss = y_pred["loss"]
                 else:
-                    raise ValueError(
-                        "no loss: pass labels (as y or in the input dict) or compile(loss=...)"
-                    )
+                    raise ValueError("no loss: pass labels (as y or in the input dict) or compile(loss=...)")
+                loss = ops.reshape(loss, ())  # the output's HF-shaped [1] loss -> Keras' scalar
                 for extra in self.losses:  # regularisers and add_loss terms
                     loss = loss + ops.cast(extra, loss.dtype)
                 return loss
             y_pred = self._keras_view(y_pred)
+            if y is None:
+                y = self._y_from_x(x)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, ModelOutput):
             y_pred = self._keras_view(y_pred)
+            if y is None:
+                y = self._y_from_x(x)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+    def _y_from_x(self, x):
+        """Labels inside the input dict in the form Keras losses / metrics take `y`."""
+        labels = self._labels_in_x(x)
+        return self._y_from_labels(labels) if labels else None
+
+    def _y_from_labels(self, labels):
+        if len(self.label_names) == 1:
+            return labels[self.label_names[0]]
+        return tuple(labels.get(n) for n in self.label_names)

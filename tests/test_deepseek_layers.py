@@ -185,7 +185,7 @@ def test_fit_without_a_loss_trains_on_the_lm_loss():
     model = TFDeepseekV2ForCausalLM(config)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     ids = _IDS
-    before = float(_np(model(ids, labels=ids).loss))
+    before = float(_np(model(ids, labels=ids).loss)[0])  # HF TF: loss shape [1]
     history = model.fit({"input_ids": ids, "labels": ids}, epochs=3, batch_size=3, verbose=0)
     assert len(history.history["loss"]) == 3
-    assert float(_np(model(ids, labels=ids).loss)) < before
+    assert float(_np(model(ids, labels=ids).loss)[0]) < before

@@ -292,7 +292,7 @@ def test_string_signatures_equal_python_tokenizer_and_keras(exported, name):
 
 
 def test_model_index_checks_are_back_on_after_export(exported):
-    from layers import model_io
+    from presets import model_io
 
     _case(exported, "v2_sequence_classification")
     assert model_io.RUNTIME_INDEX_CHECKS is True  # switched off only while tracing for export

@@ -7,6 +7,17 @@ import keras
 import numpy as np
 from keras import ops
 
+from presets import keras_compat
+
+# Every output name a task model of either family can return (transformers' ModelOutput fields):
+# reading one that a call did not produce gives None, as in transformers; any other name is a typo
+# and raises AttributeError.
+OUTPUT_FIELDS = frozenset({
+    "loss", "logits", "last_hidden_state", "hidden_states", "attentions", "start_logits", "end_logits",
+})
+# Call options that may also arrive inside the input dict, as HF's TF models accepted them.
+OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "return_dict")
+
 
 class ModelOutput(dict):
     """A dict of model outputs with attribute and index access, as transformers' ModelOutput.
@@ -24,10 +35,11 @@ class ModelOutput(dict):
                 self[key] = value
 
     def __getattr__(self, name):
-        # Absent outputs read as None (e.g. `out.hidden_states` when not requested), as in HF.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self.get(name)
+        if name in self:
+            return self[name]
+        if name in OUTPUT_FIELDS:  # an output this call did not produce, e.g. unrequested hidden_states
+            return None
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}; it holds {list(self)}")
 
     def __getitem__(self, key):
         if isinstance(key, (int, slice)):
@@ -64,12 +76,7 @@ class ModelOutput(dict):
 
 
 def _register_tree_node():
-    try:
-        from keras.src.tree import tree_api
-
-        tree_api.register_tree_node_class(ModelOutput)
-    except (ImportError, AttributeError, ValueError):  # pragma: no cover - older/newer keras
-        pass
+    keras_compat.register_tree_node_class(ModelOutput)
     if keras.backend.backend() == "jax":
         import jax
 
@@ -212,7 +219,14 @@ def check_index_range(name, x, upper, ignore_value=None, ignore_negative=False):
     return x
 
 
-def check_same_shape(name, x, reference):
+def sequence_reference(values):
+    """The tensor whose shape every per-token input and label must match: input_ids, or the
+    leading axes of inputs_embeds."""
+    ids = values.get("input_ids")
+    return ids if ids is not None else values["inputs_embeds"][..., 0]
+
+
+def check_same_shape(name, x, reference, reference_name="input_ids"):
     xs, rs = tuple(x.shape), tuple(reference.shape)
-    if len(xs) != len(rs) or any(a is not None and b is not None and a != b for a, b in zip(xs, rs)):
-        raise ValueError(f"{name} has shape {xs} but input_ids has shape {rs}; they must be equal")
+    if len(xs) != len(rs) or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(xs, rs)):
+        raise ValueError(f"{name} has shape {xs} but {reference_name} has shape {rs}; they must be equal")

@@ -1,0 +1,79 @@
+"""The few private Keras APIs this project needs, each in one place with the reason and the public
+API that would replace it. Nothing else in the project reaches into `keras.src` or a layer's
+private attributes."""
+
+import keras
+
+
+def register_tree_node_class(cls):
+    """Makes Keras' tree utilities (used by fit / predict / compiled functions on every backend)
+    treat `cls` as a container. Keras 3.15 exposes `keras.tree` functions but no public
+    registration; `keras.tree.register_tree_node_class` would replace this if it appears."""
+    try:
+        from keras.src.tree import tree_api
+    except ImportError:  # pragma: no cover - a Keras without the private module
+        return
+    try:
+        tree_api.register_tree_node_class(cls)
+    except ValueError:  # already registered (a module imported twice under two names)
+        pass
+
+
+def child_layers(layer):
+    """The layers `layer` tracks directly, in creation order. Keras has `Model.layers` but no
+    public equivalent on a plain `Layer`; `_flatten_layers` is what `Model.layers` uses."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def delete_layer_variables(layer, names):
+    """Deletes the variables `layer.<name>` (e.g. LoRA factors) from a built layer, whose variable
+    tracker is locked after build. Keras' own `enable_lora` / `quantize` unlock it the same way;
+    there is no public API to remove a variable."""
+    layer._tracker.unlock()
+    try:
+        for name in names:
+            delattr(layer, name)
+    finally:
+        layer._tracker.lock()
+
+
+def retrack_torch_variables(model):
+    """After variables were replaced (quantize, LoRA), the torch backend's per-layer parameter
+    lists must be rebuilt or `model.trainable_variables` / optimizers see stale tensors. Keras
+    does this in its private `_post_quantize`; no public hook exists."""
+    if keras.backend.backend() != "torch":
+        return
+    for layer in model._flatten_layers():
+        layer._track_variables()
+
+
+def unadapted_weight(layer):
+    """The stored kernel (Dense / EinsumDense) or table (Embedding) variable of a LoRA-enabled
+    layer: the public `kernel` / `embeddings` properties return it plus the LoRA delta."""
+    return layer._embeddings if isinstance(layer, keras.layers.Embedding) else layer._kernel
+
+
+def replace_variable(layer, attribute, value):
+    """Replaces the variable `layer.<attribute>` by a new one holding `value` (another shape, e.g.
+    a resized vocabulary), keeping its name, dtype and trainability. Keras has no public API to
+    replace a built layer's variable; this is what its own `quantize` does for kernels."""
+    old = getattr(layer, attribute)
+    layer._tracker.unlock()
+    try:
+        delattr(layer, attribute)
+        new = layer.add_weight(name=old.name, shape=value.shape, dtype=old.dtype, initializer="zeros",
+                               trainable=old.trainable)
+        new.assign(value)
+        setattr(layer, attribute, new)
+    finally:
+        layer._tracker.lock()
+
+
+def in_shape_inference():
+    """True while Keras infers output shapes symbolically (`keras.SymbolicScope`, public, is the
+    scope; asking whether it is active is not). On PyTorch that inference runs the model on
+    placeholder tensors whose unknown dimensions are filled with an arbitrary size (83), so checks
+    of concrete lengths must not act there."""
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return in_symbolic_scope()
