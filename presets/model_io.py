@@ -219,6 +219,22 @@ def check_index_range(name, x, upper, ignore_value=None, ignore_negative=False):
     return x
 
 
+def check_int32_range(value, name):
+    """Raises when a 64-bit numpy integer input (a dict / list of them too) holds values outside
+    int32: backends that compute ids in int32 (JAX without x64) would wrap them silently."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_int32_range(item, key)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_int32_range(item, name)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.dtype.itemsize > 4 and value.size:
+        low, high = value.min(), value.max()
+        if low < -(2**31) or high >= 2**31:
+            raise ValueError(f"{name} holds values from {low} to {high}, outside the int32 range; "
+                             f"ids must lie in [0, vocab_size)")
+
+
 def sequence_reference(values):
     """The tensor whose shape every per-token input and label must match: input_ids, or the
     leading axes of inputs_embeds."""

@@ -8,14 +8,14 @@ from presets.adapters import AdaptersMixin
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
-from presets.model_io import OUTPUT_FLAGS
+from presets.model_io import OUTPUT_FLAGS, check_int32_range
 from presets.task_protocol import TaskProtocol
 from presets.tf_datasets import TFDatasetMixin
-from presets.training import TrainingHooksMixin
+from presets.training import CheckedStepsMixin, TrainingHooksMixin
 
 
-class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, AdaptersMixin, TrainingHooksMixin,
-                        TFDatasetMixin, ExportMixin, keras.Model):
+class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, AdaptersMixin, CheckedStepsMixin,
+                        TrainingHooksMixin, TFDatasetMixin, ExportMixin, keras.Model):
     """Base of every task model: a Keras model built from an HF-style config.
 
     Each concern has its own module: the calling protocol of every task (presets/task_protocol.py),
@@ -71,6 +71,11 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         return self
 
     def __call__(self, *args, **kwargs):
+        # Keras converts numpy inputs to the backend's tensors before `call` sees them; on JAX int64
+        # becomes int32 and ids >= 2**31 wrap silently, so 64-bit host integers are checked first.
+        check_int32_range(args[0] if args else kwargs.get("input_ids"), "input_ids")
+        for name, value in kwargs.items():
+            check_int32_range(value, name)
         # HF's TF models accept call options inside the input dict (`{"input_ids": ...,
         # "output_hidden_states": True}`); Keras allows only tensors there, so they become keywords.
         if args and isinstance(args[0], dict) and any(f in args[0] for f in OUTPUT_FLAGS):

@@ -3,6 +3,7 @@ compiled without one (as HF's TF models trained), ordinary Keras losses and metr
 outputs. Labels may come as `y` or inside the input dict (HF TF style); sample weights apply in
 both cases."""
 
+import keras
 from keras import ops
 
 from presets.model_io import ModelOutput
@@ -58,6 +59,16 @@ class TrainingHooksMixin:
             return dict(zip(self.label_names, y))
         return {self.label_names[0]: y}
 
+    def _checked_labels(self, x, labels):
+        """Labels given as `y`, checked (and normalised) by the head as the call checks its own."""
+        if isinstance(x, dict):
+            values = {k: v for k, v in x.items() if k in ("input_ids", "inputs_embeds")}
+        else:
+            values = {"input_ids": x[0] if isinstance(x, (list, tuple)) else x}
+        values.update({k: ops.convert_to_tensor(v) if not hasattr(v, "shape") else v for k, v in labels.items()})
+        self.check_labels(values)
+        return {n: values[n] for n in labels}
+
     def _labels_in_x(self, x):
         """Labels that travel inside the input dict, {name: tensor}, or {}."""
         if not isinstance(x, dict):
@@ -78,7 +89,7 @@ class TrainingHooksMixin:
                 # compile() without a loss trains on the model's own loss, as HF's TF models did:
                 # labels come as `y`, or inside the input dict (the call then computed an
                 # unweighted `.loss`; with sample weights it is computed again, weighted).
-                labels = self._labels_from_y(y) if y is not None else self._labels_in_x(x)
+                labels = self._checked_labels(x, self._labels_from_y(y)) if y is not None else self._labels_in_x(x)
                 if labels and (y is not None or sample_weight is not None or "loss" not in y_pred):
                     loss = self.hf_loss(y_pred, labels, sample_weight=sample_weight)
                 elif "loss" in y_pred:
@@ -110,3 +121,89 @@ class TrainingHooksMixin:
         if len(self.label_names) == 1:
             return labels[self.label_names[0]]
         return tuple(labels.get(n) for n in self.label_names)
+
+
+class CheckedStepsMixin:
+    """A bad batch never costs the model its state.
+
+    On JAX, Keras' fit / evaluate / predict move the variables' arrays out of the model (the
+    variables are purged) into a state that compiled steps *donate* (their buffers are reused);
+    an index check failing inside a step (a host callback) raised after the donation, and every
+    later call failed ("Array has been deleted"). So on JAX every batch is checked on the host,
+    with the checks the call makes, before it enters a compiled step, and when it is refused the
+    state, still intact, is written back into the variables before the error propagates.
+    TensorFlow and PyTorch neither purge nor donate: their checks fail before anything changes.
+    """
+
+    # The state tuple Keras' JAX steps take, by step kind.
+    _JAX_STATE_PARTS = {
+        "train": ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables"),
+        "test": ("trainable_variables", "non_trainable_variables", "metrics_variables"),
+        "predict": ("trainable_variables", "non_trainable_variables"),
+    }
+
+    def make_train_function(self, force=False):
+        super().make_train_function(force)
+        self.train_function = self._checking_batches(self.train_function, "train")
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        super().make_test_function(force)
+        self.test_function = self._checking_batches(self.test_function, "test")
+        return self.test_function
+
+    def make_predict_function(self, force=False):
+        super().make_predict_function(force)
+        self.predict_function = self._checking_batches(self.predict_function, "predict")
+        return self.predict_function
+
+    def _checking_batches(self, step_function, kind):
+        if keras.backend.backend() != "jax" or step_function is None or getattr(step_function, "_checks", False):
+            return step_function
+
+        def checked(state, iterator):
+            batches = _CheckedBatches(iterator, self.check_batch)
+            try:
+                return step_function(state, batches)
+            except RefusedBatch:
+                if batches.pulled == 1:  # refused before any step ran: the state is intact
+                    self._jax_state = dict(zip(self._JAX_STATE_PARTS[kind], state))
+                    self._jax_state_synced = False
+                    self.jax_state_sync()
+                raise
+
+        checked._checks = True
+        return checked
+
+    def check_batch(self, data):
+        """Raises RefusedBatch (a ValueError) when a (x, y, sample_weight) batch holds what the
+        call would refuse (ids or labels out of range, mismatched shapes)."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        try:
+            values = self.parse_inputs(x, {})
+            if y is not None and self.label_names and self._uses_own_loss():
+                values.update(self._labels_from_y(y))
+                self.check_labels(values)
+        except ValueError as e:
+            raise RefusedBatch(str(e)) from None
+
+
+class RefusedBatch(ValueError):
+    """A batch failed the model's input or label checks before entering a compiled step."""
+
+
+class _CheckedBatches:
+    """The iterator Keras' JAX steps pull batches from, checking each before it is used."""
+
+    def __init__(self, iterator, check):
+        self._iterator, self._check = iterator, check
+        self.pulled = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = next(self._iterator)
+        self.pulled += 1
+        self._check(data)
+        return data
