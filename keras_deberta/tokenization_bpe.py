@@ -124,7 +124,8 @@ class ByteLevelBPEModel:
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
         self.pattern = regex.compile(GPT2_PATTERN)
         self.unk_id = None  # set by the tokenizer: the id of a merged token missing from the vocabulary
-        self._cache = {}
+        self._cache = {}  # byte-characters of a pre-token -> its merged tokens
+        self._piece_cache = {}  # pre-token as written -> (tokens, ids), tuples (the GC skips them)
 
     def id_to_token(self, i):
         if i not in self.decoder:
@@ -167,15 +168,21 @@ class ByteLevelBPEModel:
         out = []
         enc, byte_encoder = self.encoder, self.byte_encoder
         for text in texts:
-            prefixed = self.add_prefix_space and not text.startswith(" ")
+            prefixed = self.add_prefix_space and text != "" and not text.startswith(" ")
             if prefixed:
                 text = " " + text
             ids, offs, words, toks = [], [] if offsets else None, [], [] if tokens else None
             for word, m in enumerate(self.pattern.finditer(text)):
                 piece = m.group()
-                merged = self.bpe("".join(byte_encoder[b] for b in piece.encode("utf-8")))
-                ids.extend(enc.get(t, self.unk_id) for t in merged)
-                words.extend([word] * len(merged))
+                cached = self._piece_cache.get(piece)
+                if cached is None:
+                    merged = tuple(self.bpe("".join(byte_encoder[b] for b in piece.encode("utf-8"))))
+                    cached = (merged, tuple(enc.get(t, self.unk_id) for t in merged))
+                    if len(self._piece_cache) < 100_000:
+                        self._piece_cache[piece] = cached
+                merged, piece_ids = cached
+                ids += piece_ids
+                words += [word] * len(piece_ids)
                 if tokens:
                     toks.extend(merged)
                 if offsets:

@@ -71,6 +71,8 @@ def truncation_windows(n, keep, stride, side):
 
 def _cut(pieces, window):
     start, stop = window
+    if start == 0 and stop == len(pieces.ids):
+        return pieces
     return Pieces(pieces.ids[start:stop], None if pieces.offsets is None else pieces.offsets[start:stop],
                   pieces.words[start:stop])
 
@@ -186,7 +188,7 @@ class EncodingMixin:
                 rows.append(self._row(_cut(a, wa), None if b is None else _cut(b, wb), add_special_tokens))
                 sample_of_row.append(i)
         if padding is not None:
-            rows = self._pad_rows(rows, padding, max_length, pad_to_multiple_of, padding_side)
+            self._pad_rows(rows, padding, max_length, pad_to_multiple_of, padding_side)
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
@@ -208,7 +210,7 @@ class EncodingMixin:
             data = {key: _as_array(key, value) for key, value in data.items()}
         elif not batched and not return_overflowing_tokens:  # as transformers: "length" stays a list
             data = {key: value[0] if value and isinstance(value[0], list) else value for key, value in data.items()}
-        return BatchEncoding(data, rows, self.convert_ids_to_tokens)
+        return BatchEncoding(data, rows, self)
 
     def _windows(self, a, b, strategy, max_length, stride, add_special_tokens):
         """[(window of a, window of b or None)]: the kept row first, then the overflow rows in the
@@ -248,44 +250,25 @@ class EncodingMixin:
     def _row(self, a, b, add_special_tokens):
         """One row (`SequenceEncoding`) from the tokens of a and b: the pair template around them."""
         cls, sep = ([self.cls_token_id], [self.sep_token_id]) if add_special_tokens else ([], [])
-        second_type = 1 if self._pair_type_ids else 0
         ids = cls + a.ids + sep
-        types = [0] * len(ids)
-        words = [None] * len(cls) + list(a.words) + [None] * len(sep)
-        seqs = [None] * len(cls) + [0] * len(a.ids) + [None] * len(sep)
-        special = [1] * len(cls) + [0] * len(a.ids) + [1] * len(sep)
-        offsets = None if a.offsets is None else [(0, 0)] * len(cls) + list(a.offsets) + [(0, 0)] * len(sep)
-        if b is not None:
-            seps = sep * (self._pair_separators - 1)
-            ids += seps + b.ids + sep
-            types += [second_type] * (len(seps) + len(b.ids) + len(sep))
-            words += [None] * len(seps) + list(b.words) + [None] * len(sep)
-            seqs += [None] * len(seps) + [1] * len(b.ids) + [None] * len(sep)
-            special += [1] * len(seps) + [0] * len(b.ids) + [1] * len(sep)
-            if offsets is not None:
-                offsets += [(0, 0)] * len(seps) + list(b.offsets) + [(0, 0)] * len(sep)
-        return SequenceEncoding(ids, types, special, offsets, words, seqs)
+        segments = (len(cls), None, 0, len(a.ids), 0, 0, len(sep), None, 0)
+        offsets = None if a.offsets is None else [(0, 0)] * len(cls) + a.offsets + [(0, 0)] * len(sep)
+        if b is None:
+            return SequenceEncoding(ids, offsets, segments, (a.words, None))
+        seps, second_type = sep * (self._pair_separators - 1), 1 if self._pair_type_ids else 0
+        ids += seps + b.ids + sep
+        segments += (len(seps), None, second_type, len(b.ids), 1, second_type, len(sep), None, second_type)
+        if offsets is not None:
+            offsets += [(0, 0)] * len(seps) + b.offsets + [(0, 0)] * len(sep)
+        return SequenceEncoding(ids, offsets, segments, (a.words, b.words))
 
     def _pad_rows(self, rows, padding, max_length, pad_to_multiple_of, padding_side):
         target = max(len(r.ids) for r in rows) if padding == "longest" else max_length
         if target is not None and pad_to_multiple_of and target % pad_to_multiple_of:
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-        side = padding_side or self.padding_side
-        out = []
+        left = (padding_side or self.padding_side) == "left"
         for r in rows:
-            n = max(0, target - len(r.ids))
-            if not n:
-                out.append(r)
-                continue
-
-            def pad(values, fill):
-                return None if values is None else (
-                    list(values) + [fill] * n if side == "right" else [fill] * n + list(values))
-
-            out.append(SequenceEncoding(pad(r.ids, self.pad_token_id), pad(r.type_ids, self.pad_token_type_id),
-                                        pad(r.special_tokens_mask, 1), pad(r.offsets, (0, 0)), pad(r.word_ids, None),
-                                        pad(r.sequence_ids, None), pad(r.attention_mask, 0)))
-        return out
+            r.pad(target - len(r.ids), self.pad_token_id, left)
 
     # ---- shorthands --------------------------------------------------------------------------
     def encode(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None,

@@ -205,12 +205,13 @@ class SpecialTokensMixin:
 
     def _split_added(self, text, split_special=False):
         """[(text, start, end, added token or None)]: added tokens matched as transformers does (a token
-        with lstrip / rstrip also takes the whitespace beside it)."""
+        with lstrip / rstrip also takes the whitespace beside it); None when the text holds none."""
         pattern = self._pattern(split_special)
-        if pattern is None:
-            return [(text, 0, len(text), None)]
+        first = None if pattern is None else pattern.search(text)
+        if first is None:
+            return None
         parts, pos = [], 0
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(text, first.start()):
             start, end = m.span()
             token = self._added_decoder[self._added[m.group() if m.group() in self._added else m.group().lower()]]
             if token.lstrip:

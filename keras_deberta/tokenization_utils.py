@@ -220,43 +220,46 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
         if self._model.owns_added_tokens:
             return self._model.encode_full(texts, offsets=offsets, tokens=tokens, split_special=split_special)
         split = [self._split_added(t, split_special) for t in texts]
-        plain = iter(self._model.encode([seg for parts in split for seg, _, _, tok in parts if tok is None],
-                                        offsets=offsets, tokens=tokens))
+        plain = iter(self._model.encode(
+            [seg for text, parts in zip(texts, split)
+             for seg in ([text] if parts is None else [s for s, _, _, tok in parts if tok is None])],
+            offsets=offsets, tokens=tokens))
+        return [next(plain) if parts is None else self._join_parts(parts, plain, offsets, tokens) for parts in split]
+
+    def _join_parts(self, parts, plain, offsets, tokens):
+        """One text's Pieces from its parts: added tokens and the model's pieces of the text between."""
         space = self._model.space_id
-        out = []
-        for parts in split:
-            ids, offs, words, toks, word = [], [] if offsets else None, [], [] if tokens else None, 0
-            for n, (seg, start, end, token) in enumerate(parts):
-                if token is not None:
-                    ids.append(self._added[token.content])
-                    words.append(word)
-                    word += 1
-                    if offsets:
-                        offs.append((start, end))
-                    if tokens:
-                        toks.append(token.content)
-                    continue
-                pieces = next(plain)
-                ids.extend(pieces.ids)
-                words.extend(word + w for w in pieces.words)
-                word += max(pieces.words, default=-1) + 1
+        ids, offs, words, toks, word = [], [] if offsets else None, [], [] if tokens else None, 0
+        for n, (seg, start, end, token) in enumerate(parts):
+            if token is not None:
+                ids.append(self._added[token.content])
+                words.append(word)
+                word += 1
                 if offsets:
-                    offs.extend((start + a, start + b) for a, b in pieces.offsets)
+                    offs.append((start, end))
                 if tokens:
-                    toks.extend(pieces.tokens)
-                following = parts[n + 1][3] if n + 1 < len(parts) else None
-                if space is not None and following is not None and following.normalized and seg[-1:].isspace():
-                    # transformers matches normalized added tokens after normalising the whole text, so
-                    # the whitespace before one is a bare "\u2581" of its own
-                    ids.append(space)
-                    words.append(word)
-                    word += 1
-                    if offsets:
-                        offs.append((end - 1, end))
-                    if tokens:
-                        toks.append(self._model.id_to_token(space))
-            out.append(Pieces(ids, offs, words, toks))
-        return out
+                    toks.append(token.content)
+                continue
+            pieces = next(plain)
+            ids.extend(pieces.ids)
+            words.extend(word + w for w in pieces.words)
+            word += max(pieces.words, default=-1) + 1
+            if offsets:
+                offs.extend((start + a, start + b) for a, b in pieces.offsets)
+            if tokens:
+                toks.extend(pieces.tokens)
+            following = parts[n + 1][3] if n + 1 < len(parts) else None
+            if space is not None and following is not None and following.normalized and seg[-1:].isspace():
+                # transformers matches normalized added tokens after normalising the whole text, so
+                # the whitespace before one is a bare "\u2581" of its own
+                ids.append(space)
+                words.append(word)
+                word += 1
+                if offsets:
+                    offs.append((end - 1, end))
+                if tokens:
+                    toks.append(self._model.id_to_token(space))
+        return Pieces(ids, offs, words, toks)
 
     def _encode_sequences(self, texts, is_split_into_words, offsets, split_special, tokens=False):
         """[Pieces] of each text, or of each list of words (word ids = word positions, offsets within words)."""

@@ -39,23 +39,66 @@ def model_max_length_of(directory, configured, default):
 class SequenceEncoding:
     """One row of a tokenizer's output, as transformers' fast tokenizers keep it (`enc.encodings[i]`).
 
-    Attributes (lists of one entry per token): `ids`, `type_ids`, `attention_mask`,
-    `special_tokens_mask`, `offsets` ((start, end) character spans; (0, 0) for added special
-    tokens and padding), `word_ids` (index of the word a token comes from, None for special tokens
-    and padding) and `sequence_ids` (0 or 1 for the first or second text of a pair, None for
-    special tokens and padding).
+    `ids` and `offsets` ((start, end) character spans; (0, 0) for added special tokens and padding)
+    are stored; `type_ids`, `attention_mask`, `special_tokens_mask`, `word_ids` (index of the word a
+    token comes from, None for special tokens and padding) and `sequence_ids` (0 or 1 for the first
+    or second text of a pair, None for special tokens and padding) are derived from the row's layout
+    when read, so that a batch of thousands of rows allocates a few lists per row, not eight.
+
+    Args:
+        segments: a flat tuple (length, sequence id or None for special tokens, token type id, ...),
+            one triple per run of tokens, in order.
+        words: the word id of each token of sequence 0 and of sequence 1 (a list each, or None).
+        padding: number of pad tokens; pad_left: whether they come first.
     """
 
-    __slots__ = ("ids", "type_ids", "attention_mask", "special_tokens_mask", "offsets", "word_ids", "sequence_ids")
+    __slots__ = ("ids", "offsets", "segments", "words", "padding", "pad_left")
 
-    def __init__(self, ids, type_ids, special_tokens_mask, offsets, word_ids, sequence_ids, attention_mask=None):
-        self.ids = ids
-        self.type_ids = type_ids
-        self.special_tokens_mask = special_tokens_mask
-        self.offsets = offsets
-        self.word_ids = word_ids
-        self.sequence_ids = sequence_ids
-        self.attention_mask = [1] * len(ids) if attention_mask is None else attention_mask
+    def __init__(self, ids, offsets, segments, words, padding=0, pad_left=False):
+        self.ids, self.offsets, self.segments, self.words = ids, offsets, segments, words
+        self.padding, self.pad_left = padding, pad_left
+
+    def _per_token(self, pad_value, special_value, sequence_value):
+        """[value per token]: pad_value on padding, special_value(type id) on special tokens,
+        sequence_value(sequence id, type id, length) (a list) on each text."""
+        out = [pad_value] * self.padding if self.pad_left else []
+        for length, sequence, type_id in zip(*[iter(self.segments)] * 3):
+            out += [special_value(type_id)] * length if sequence is None else sequence_value(sequence, type_id, length)
+        return out if self.pad_left else out + [pad_value] * self.padding
+
+    @property
+    def type_ids(self):
+        return self._per_token(0, lambda t: t, lambda s, t, n: [t] * n)
+
+    @property
+    def attention_mask(self):
+        return self._per_token(0, lambda t: 1, lambda s, t, n: [1] * n)
+
+    @property
+    def special_tokens_mask(self):
+        return self._per_token(1, lambda t: 1, lambda s, t, n: [0] * n)
+
+    @property
+    def sequence_ids(self):
+        return self._per_token(None, lambda t: None, lambda s, t, n: [s] * n)
+
+    @property
+    def word_ids(self):
+        return self._per_token(None, lambda t: None, lambda s, t, n: list(self.words[s]))
+
+    def pad(self, n, pad_id, left=False):
+        """Adds n pad tokens in place (a row is padded once, when its batch is)."""
+        if n <= 0:
+            return
+        if left:
+            self.ids[:0] = [pad_id] * n
+            if self.offsets is not None:
+                self.offsets[:0] = [(0, 0)] * n
+        else:
+            self.ids.extend([pad_id] * n)
+            if self.offsets is not None:
+                self.offsets.extend([(0, 0)] * n)
+        self.padding, self.pad_left = n, left
 
     def __len__(self):
         return len(self.ids)
@@ -79,11 +122,11 @@ class BatchEncoding(dict):
     (an int) is row i's `SequenceEncoding`.
     """
 
-    def __init__(self, data=None, encodings=None, id_to_token=None):
+    def __init__(self, data=None, encodings=None, tokenizer=None):
         super().__init__(data or {})
         # Set through object.__setattr__: plain attributes, not dict keys.
         object.__setattr__(self, "_encodings", encodings)
-        object.__setattr__(self, "_id_to_token", id_to_token)
+        object.__setattr__(self, "_tokenizer", tokenizer)
 
     def __getattr__(self, name):
         try:
@@ -97,12 +140,12 @@ class BatchEncoding(dict):
         return super().__getitem__(key)
 
     def __getstate__(self):
-        # The token lookup refers back to the tokenizer; a pickled encoding travels without it.
+        # A pickled encoding travels without the tokenizer that made it.
         return {"encodings": self._encodings}
 
     def __setstate__(self, state):
         object.__setattr__(self, "_encodings", state.get("encodings"))
-        object.__setattr__(self, "_id_to_token", None)
+        object.__setattr__(self, "_tokenizer", None)
 
     @property
     def data(self):
@@ -137,9 +180,9 @@ class BatchEncoding(dict):
 
     def tokens(self, batch_index=0):
         """Row `batch_index` as token strings (each id's token)."""
-        if self._id_to_token is None:
+        if self._tokenizer is None:
             raise ValueError("tokens() needs the tokenizer that made this encoding (not kept after pickling)")
-        return self._id_to_token(self._row(batch_index).ids)
+        return self._tokenizer.convert_ids_to_tokens(self._row(batch_index).ids)
 
     def word_ids(self, batch_index=0):
         return list(self._row(batch_index).word_ids)
