@@ -11,20 +11,22 @@ from typing import NamedTuple
 import numpy as np
 
 from presets.tokenizer_types import LARGE_INTEGER, BatchEncoding, SequenceEncoding
+
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
 
 
 class Pieces(NamedTuple):
-    """The tokens of one text: ids, (start, end) character offsets, the word of each token (or None
-    when not asked for), the token strings (or None when not asked for)."""
+    """The tokens of one text: ids, (start, end) character offsets (None when not asked for), the
+    index of the word each token comes from, the token strings (None when not asked for)."""
     ids: list
     offsets: list
     words: list
     tokens: list = None
 
 
-def _strategy(value, allowed, what):
+def check_strategy(value, allowed, what):
+    """`value` if it is one of `allowed`, else transformers' ValueError for an unknown strategy."""
     if value not in allowed:
         raise ValueError(f"{value!r} is not a valid {what}, please select one of {list(allowed)}")
     return value
@@ -88,12 +90,12 @@ class EncodingMixin:
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"  # transformers: a bare max_length truncates
         padding = "longest" if padding is True else "do_not_pad" if padding is False else padding
-        padding = _strategy(padding, PADDING_STRATEGIES, "PaddingStrategy")
+        padding = check_strategy(padding, PADDING_STRATEGIES, "PaddingStrategy")
         if truncation is True:
             truncation = "longest_first"
         elif truncation is False or truncation is None:
             truncation = "do_not_truncate"
-        truncation = _strategy(truncation, TRUNCATION_STRATEGIES, "TruncationStrategy")
+        truncation = check_strategy(truncation, TRUNCATION_STRATEGIES, "TruncationStrategy")
         padding = None if padding == "do_not_pad" else padding
         truncation = None if truncation == "do_not_truncate" else truncation
         if max_length is None:
@@ -207,7 +209,7 @@ class EncodingMixin:
         if return_overflowing_tokens:
             data["overflow_to_sample_mapping"] = sample_of_row
         if return_tensors == "np":
-            data = {key: _as_array(key, value) for key, value in data.items()}
+            data = {key: as_int64_array(key, value) for key, value in data.items()}
         elif not batched and not return_overflowing_tokens:  # as transformers: "length" stays a list
             data = {key: value[0] if value and isinstance(value[0], list) else value for key, value in data.items()}
         return BatchEncoding(data, rows, self)
@@ -298,7 +300,7 @@ class EncodingMixin:
         return row.ids, row.type_ids, row.offsets
 
 
-def _as_array(key, value):
+def as_int64_array(key, value):
     """A batch of equal-length rows as int64 numpy (offsets as [B, L, 2]); ragged rows refuse."""
     if key in ("length", "overflow_to_sample_mapping") or not value or not isinstance(value[0], (list, tuple)):
         return np.asarray(value, dtype=np.int64)

@@ -5,7 +5,7 @@ rule for pairs, overflow returned as `overflowing_tokens`) and `pad`.
 
 import numpy as np
 
-from keras_deberta.tokenization_encoding import TRUNCATION_STRATEGIES, _as_array, _strategy
+from keras_deberta.tokenization_encoding import TRUNCATION_STRATEGIES, as_int64_array, check_strategy
 from presets.tokenizer_types import BatchEncoding
 
 
@@ -70,7 +70,7 @@ class IdsMixin:
             return ids, pair_ids, []
         strategy = truncation_strategy
         strategy = "longest_first" if strategy is True else strategy
-        strategy = _strategy(strategy, TRUNCATION_STRATEGIES, "TruncationStrategy")
+        strategy = check_strategy(strategy, TRUNCATION_STRATEGIES, "TruncationStrategy")
         right, overflowing = self.truncation_side == "right", []
         if strategy == "only_first" or (strategy == "longest_first" and pair_ids is None):
             window = min(len(ids), stride + num_tokens_to_remove)
@@ -137,7 +137,7 @@ class IdsMixin:
             for key, value in out.items():
                 batch.setdefault(key, []).append(value)
         if return_tensors == "np":
-            batch = {k: _as_array(k, v) for k, v in batch.items()}
+            batch = {k: as_int64_array(k, v) for k, v in batch.items()}
         return BatchEncoding(batch)
 
     def _pad_one(self, encoded, max_length, padding, pad_to_multiple_of, padding_side, return_attention_mask):

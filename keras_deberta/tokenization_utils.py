@@ -3,10 +3,16 @@ loading and saving, over a tokenization model object ("the model": SentencePiece
 BPE in Python, or the `tokenizers` library). Special and added tokens are in tokenization_special,
 `__call__` in tokenization_encoding, `prepare_for_model` / `pad` in tokenization_ids.
 
-A model object provides `vocab_size`, `id_to_token(i)`, `token_to_id(t)` (None when absent),
-`encode(texts, offsets, tokens)` -> [Pieces] for text without added tokens, `decode(ids, added)`,
-`tokens_to_string(tokens, added)`, and the flags `owns_added_tokens` (the `tokenizers` model
-matches added tokens itself, through `encode_full` / `add_token`), `space_id` and `lowercases`.
+What a model object provides (tokenization_spm, tokenization_bpe, tokenization_backend):
+- `vocab_size`, `id_to_token(i)` (IndexError when absent), `token_to_id(t)` (None when absent);
+- `encode(texts, offsets, tokens)` -> [Pieces] of text holding no added token (the two Python
+  models), or, with `owns_added_tokens` (the `tokenizers` model, which matches added tokens
+  itself), `encode_full(texts, offsets, tokens, split_special, is_pretokenized)`, `added_tokens()`,
+  `add_token(token)`, `set_template(...)` and `to_json()`;
+- `decode(ids, added_decoder, skip_special_tokens)`, `tokens_to_string(tokens, added)`;
+- `save_legacy(path)` when `has_legacy_files` (spm.model, or vocab.json + merges.txt);
+- `space_id` (SentencePiece's bare "\u2581", else None), `lowercases` (added tokens match
+  case-insensitively), `cleans_up` (clean_up_tokenization_spaces applies), `backend` (a name).
 """
 
 import copy
@@ -23,6 +29,7 @@ from keras_deberta.tokenization_special import (
 )
 from presets.io import atomic_write_text
 from presets.tokenizer_types import TokenizerFileError
+
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 ADDED_TOKENS_FILE = "added_tokens.json"
@@ -282,11 +289,12 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
         """The model's token strings for the text (the raw piece where the id is unknown, as
         transformers), special tokens around them with add_special_tokens=True."""
         split_special = kwargs.pop("split_special_tokens", self.split_special_tokens)
-        words = kwargs.pop("is_split_into_words", False)
+        is_split_into_words = kwargs.pop("is_split_into_words", False)
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
         texts = [text] if pair is None else [text, pair]
-        parts = [p.tokens for p in self._encode_sequences(texts, words, False, split_special, tokens=True)]
+        parts = [p.tokens for p in
+                 self._encode_sequences(texts, is_split_into_words, False, split_special, tokens=True)]
         if not add_special_tokens:
             return [t for p in parts for t in p]
         cls, sep = [self.cls_token], [self.sep_token]

@@ -205,23 +205,6 @@ def test_model_max_length_from_the_directory(tmp_path, family):
     assert cls.from_pretrained(write(tmp_path / "x"), model_max_length=int(1e30))("a " * 600, truncation=True)
 
 
-def test_deepseek_reads_its_limit_from_config_json(tmp_path):
-    from test_deepseek_tokenizer import SMALL_CORPUS, build_deepseek_like_tokenizer
-
-    from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
-
-    build_deepseek_like_tokenizer(str(tmp_path), SMALL_CORPUS)
-    assert DeepseekV2Tokenizer.from_pretrained(str(tmp_path)).model_max_length == 16384  # tokenizer_config's
-    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    del config["model_max_length"]
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    assert DeepseekV2Tokenizer.from_pretrained(str(tmp_path)).model_max_length == int(1e30)  # none anywhere
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "deepseek_v2", "max_position_embeddings": 40}))
-    tok = DeepseekV2Tokenizer.from_pretrained(str(tmp_path))
-    assert tok.model_max_length == 40
-    assert len(tok(" ".join(SMALL_CORPUS), truncation=True)["input_ids"]) == 40
-
-
 # ---- shared types ------------------------------------------------------------------------------
 def test_one_error_and_one_encoding_type_for_both_families(tmp_path):
     import keras_deberta
