@@ -230,6 +230,15 @@ def test_sp_model_kwargs_and_init_kwargs(dirs, tmp_path):
         DebertaV2Tokenizer.from_pretrained(dirs["v2"], sp_model_kwargs={"out_type": str})
 
 
+@pytest.mark.parametrize("kind", ["v1", "v1-fast"])
+def test_v1_init_kwargs(kind, dirs):
+    ours, fast, _ = _load(kind, dirs, add_prefix_space=True)
+    for key in ("errors", "add_prefix_space") + tuple(ref.SPECIALS):
+        assert ours.init_kwargs[key] == fast.init_kwargs[key], key
+    assert ours.init_kwargs["vocab_file"] == fast.init_kwargs["vocab_file"]
+    assert ours.add_prefix_space and ours("Hello")["input_ids"] == fast("Hello")["input_ids"]
+
+
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_save_pretrained_legacy_format(kind, dirs, tmp_path):
     ours, _, _ = _load(kind, dirs)
