@@ -23,7 +23,7 @@ from keras_deberta.modeling_deberta_v2 import (
 )
 from keras_deberta.pipelines import pipeline
 from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
-from keras_deberta.tokenization_deberta import DebertaTokenizer
+from keras_deberta.tokenization_deberta import DebertaTokenizer, DebertaTokenizerFast
 from keras_deberta.tokenization_deberta_v2 import (
     BatchEncoding,
     DebertaV2Tokenizer,
@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "DebertaPreprocessor",
     "DebertaTokenizer",
+    "DebertaTokenizerFast",
     "DebertaV2Preprocessor",
     "DebertaV2Tokenizer",
     "DebertaV2TokenizerFast",

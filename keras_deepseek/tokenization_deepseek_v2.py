@@ -31,28 +31,15 @@ import numpy as np
 
 from presets.hub import resolve_checkpoint_dir
 from presets.io import atomic_write_text, read_json_object
+from presets.tokenizer_types import VERY_LARGE_INTEGER, BatchEncoding, TokenizerFileError, model_max_length_of
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers 5 saves the template beside the config
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "pad_token", "unk_token")
-# model_max_length when the config gives none (transformers' "no limit" sentinel).
-VERY_LARGE_INTEGER = int(1e30)
 
-
-class TokenizerFileError(ValueError):
-    """A tokenizer directory or file cannot be used; the message says why."""
-
-
-class Encoding(dict):
-    """The result of a tokenizer call: a dict (`enc["input_ids"]`) with attribute access
-    (`enc.input_ids`), like transformers' BatchEncoding."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+# The result of a call, under this module's earlier name.
+Encoding = BatchEncoding
 
 
 def _token_text(value):
@@ -148,6 +135,10 @@ class DeepseekV2Tokenizer:
         config_path = os.path.join(directory, CONFIG_FILE)
         if os.path.isfile(config_path):
             config = read_json_object(config_path, TokenizerFileError)
+        # The checkpoint's input limit: the config's, else the model's position table (config.json)
+        limit = model_max_length_of(directory, config.get("model_max_length"), None)
+        if limit is not None:
+            config["model_max_length"] = limit
         template_path = os.path.join(directory, CHAT_TEMPLATE_FILE)
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as f:
@@ -243,7 +234,7 @@ class DeepseekV2Tokenizer:
             return_tensors: None (lists) or "np" ([batch, length] int32 arrays; a single text
                 gives a batch of one, as transformers does).
         Returns:
-            An `Encoding` with input_ids (and attention_mask, length when asked).
+            A `BatchEncoding` with input_ids (and attention_mask, length when asked).
         """
         single = isinstance(text, str)
         texts = [text] if single else list(_check_texts(text))
@@ -288,7 +279,7 @@ class DeepseekV2Tokenizer:
             masks = np.asarray(masks, dtype="int32").reshape(len(masks), width)
         elif single:
             ids, masks, lengths = ids[0], masks[0], lengths[0]
-        out = Encoding(input_ids=ids)
+        out = BatchEncoding({"input_ids": ids})
         if return_attention_mask:
             out["attention_mask"] = masks
         if return_length:
@@ -333,7 +324,7 @@ class DeepseekV2Tokenizer:
         template in a sandboxed jinja2 environment, then tokenizes it without adding special tokens
         (the template writes them), like transformers.
 
-        Returns the rendered string(s) when `tokenize=False`; else an `Encoding` (return_dict=True,
+        Returns the rendered string(s) when `tokenize=False`; else a `BatchEncoding` (return_dict=True,
         the transformers 5 default) or the ids.
         """
         template = chat_template if chat_template is not None else self.chat_template

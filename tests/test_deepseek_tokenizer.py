@@ -277,3 +277,21 @@ def test_bad_tokenizer_files_and_inputs(tmp_path):
     tok.pad_token = None
     with pytest.raises(ValueError, match="no pad_token"):
         tok(["a", "bb"], padding=True)
+
+
+def test_model_max_length_from_tokenizer_config_else_config_json(tmp_path):
+    """The input limit: tokenizer_config.json's, else the model's max_position_embeddings."""
+    from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
+    from presets.tokenizer_types import BatchEncoding
+
+    build_deepseek_like_tokenizer(str(tmp_path), SMALL_CORPUS)
+    assert DeepseekV2Tokenizer.from_pretrained(str(tmp_path)).model_max_length == 16384  # tokenizer_config's
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    del config["model_max_length"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert DeepseekV2Tokenizer.from_pretrained(str(tmp_path)).model_max_length == int(1e30)  # none anywhere
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "deepseek_v2", "max_position_embeddings": 40}))
+    tok = DeepseekV2Tokenizer.from_pretrained(str(tmp_path))
+    assert tok.model_max_length == 40
+    enc = tok(" ".join(SMALL_CORPUS), truncation=True)
+    assert len(enc["input_ids"]) == 40 and isinstance(enc, BatchEncoding)  # the type both families return

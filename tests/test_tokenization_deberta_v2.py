@@ -136,7 +136,7 @@ def test_pairs_truncation_padding_equal_transformers(ours, hf, truncation):
                 assert _as_lists(ours(text, pair, **kwargs)) == expected, (text, pair, kwargs)
 
 
-def test_numpy_tensors_and_options(ours, hf):
+def test_numpy_tensors_and_options(ours, hf, v3_dir):
     texts = ["a b c", "x"]
     for kwargs in (dict(padding=True), dict(padding="max_length", max_length=7), dict(padding=True, pad_to_multiple_of=4),
                    dict(padding=True, return_token_type_ids=False, return_attention_mask=False),
@@ -149,9 +149,15 @@ def test_numpy_tensors_and_options(ours, hf):
     assert single["input_ids"].shape == (1, 5) and single["offset_mapping"].shape == (1, 5, 2)
     with pytest.raises(ValueError, match="padding"):
         ours(texts, return_tensors="np")
+    # Without a max_length, truncation and "max_length" padding use model_max_length: 512 here (the
+    # DeBERTa default), where transformers reports 1e30 for a directory whose config names none.
+    import transformers
+
+    hf_512 = transformers.DebertaV2Tokenizer.from_pretrained(v3_dir, model_max_length=512)
+    assert ours.model_max_length == 512
     for kwargs in (dict(max_length=4), dict(max_length=4, padding=True), dict(max_length=4, truncation=False),
                    dict(truncation=True), dict(padding="max_length")):
-        assert ours(["a b c d e f", "x"], **kwargs)["input_ids"] == hf(["a b c d e f", "x"], **kwargs)["input_ids"]
+        assert ours(["a b c d e f", "x"], **kwargs)["input_ids"] == hf_512(["a b c d e f", "x"], **kwargs)["input_ids"]
     assert ours("a b", "c").input_ids == hf("a b", "c")["input_ids"]
     assert ours("a b", "")["input_ids"] == hf("a b", "")["input_ids"]
     assert ours.encode("Hello world") == hf.encode("Hello world")
