@@ -12,6 +12,7 @@ from layers.embeddings import DebertaEmbeddings, RelativeEmbedding
 from layers.ngie import NGIEConv
 from keras_deberta.configuration_deberta import DebertaConfig, DebertaV2Config
 from presets.mapping import add_dense_specs, add_layer_norm_specs
+from presets.remat import remat_call
 
 _register = keras.saving.register_keras_serializable(package="keras_deberta")
 _CONFIG_CLASSES = {c.model_type: c for c in (DebertaConfig, DebertaV2Config)}
@@ -106,11 +107,15 @@ class DebertaMainLayer(_ConfiguredLayer):
 
     Call returns a dict with `last_hidden_state` [B, L, hidden], and on request `hidden_states`
     (embedding output, then every layer) and `attentions` ([B, H, L, L] per layer).
+
+    remat=True recomputes each encoder layer's activations in the backward pass (`keras.remat`)
+    instead of keeping them: training memory no longer grows with the number of layers.
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, remat=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.remat = bool(remat)
         self.embeddings = DebertaEmbeddings(
             vocab_size=config.vocab_size,
             hidden_size=config.hidden_size,
@@ -174,10 +179,7 @@ class DebertaMainLayer(_ConfiguredLayer):
         all_hidden = [hidden]
         all_attentions = []
         for i, layer in enumerate(self.encoder_layers):
-            hidden, probs = layer(
-                hidden, mask, rel_embeddings=rel_embeddings, training=training,
-                return_attention_scores=output_attentions,
-            )
+            hidden, probs = self._run_block(layer, hidden, mask, rel_embeddings, training, output_attentions)
             if i == 0 and self.conv is not None:
                 hidden = self.conv(embedding_output, hidden, padding_mask=attention_mask, training=training)
             all_hidden.append(hidden)
@@ -188,6 +190,23 @@ class DebertaMainLayer(_ConfiguredLayer):
         if output_attentions:
             out["attentions"] = tuple(all_attentions)
         return out
+
+    def _run_block(self, layer, hidden, mask, rel_embeddings, training, output_attentions):
+        if not self.remat or output_attentions:
+            return layer(hidden, mask, rel_embeddings=rel_embeddings, training=training,
+                         return_attention_scores=output_attentions)
+        # keras.remat takes float tensors only (TensorFlow's recompute_grad refuses bool inputs):
+        # the mask crosses as 0/1 floats and the Python options stay in the closure.
+        extra = [] if rel_embeddings is None else [rel_embeddings]
+
+        def block(hidden, mask, *table):
+            return layer(hidden, ops.cast(mask, "bool"), rel_embeddings=table[0] if table else None,
+                         training=training)[0]
+
+        return remat_call(layer, block, hidden, ops.cast(mask, hidden.dtype), *extra), None
+
+    def get_config(self):
+        return {**super().get_config(), "remat": self.remat}
 
     def hf_weight_specs(self, prefix=""):
         """{HF PyTorch name: (Keras variable, transform)} for every weight of this layer."""

@@ -55,7 +55,7 @@ class DebertaTaskModel(TFPreTrainedModel):
             self.ignorable_checkpoint_keys = self.ignorable_checkpoint_keys + (
                 r"(^|\.)embeddings\.position_embeddings\.weight$",
             )
-        self.deberta = self.main_layer_class(config, name="deberta")
+        self.deberta = self.main_layer_class(config, remat=self.remat, name="deberta")
         self.build_head(config)
 
     def build_layers(self):

@@ -10,6 +10,7 @@ from layers.latent_attention import MultiHeadLatentAttention, attention_bias
 from layers.moe import GatedMLP, MoEBlock
 from layers.rms_norm import RMSNorm
 from layers.rotary import rope_cos_sin, rope_frequencies, softmax_scale
+from presets.remat import remat_call
 
 
 def weight_initializer(config):
@@ -47,6 +48,11 @@ class DeepseekV2DecoderLayer(keras.layers.Layer):
                                 config.mlp_bias, weight_initializer(config), name="mlp")
         self.input_layernorm = RMSNorm(config.rms_norm_eps, name="input_layernorm")
         self.post_attention_layernorm = RMSNorm(config.rms_norm_eps, name="post_attention_layernorm")
+
+    @property
+    def adds_loss(self):
+        """Whether training adds a loss here (the MoE expert-balance loss, aux_loss_alpha > 0)."""
+        return isinstance(self.mlp, MoEBlock) and self.mlp.aux_loss_alpha > 0
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "layer_index": self.layer_index}
@@ -90,9 +96,10 @@ class DeepseekV2MainLayer(keras.layers.Layer):
     tokens (the new ones included) and attention runs over the cache; the dict then has `caches`.
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, remat=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.remat = bool(remat)  # recompute each decoder layer in the backward pass (keras.remat)
         self.embed_tokens = keras.layers.Embedding(
             config.vocab_size, config.hidden_size, embeddings_initializer=weight_initializer(config), name="embed_tokens")
         self.decoder_layers = [DeepseekV2DecoderLayer(config, i, name=f"layers_{i}")
@@ -102,7 +109,7 @@ class DeepseekV2MainLayer(keras.layers.Layer):
             config.rope_parameters, config.qk_rope_head_dim, config.max_position_embeddings)
 
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        return {**super().get_config(), "config": self.config.to_dict(), "remat": self.remat}
 
     @classmethod
     def from_config(cls, config):
@@ -132,9 +139,18 @@ class DeepseekV2MainLayer(keras.layers.Layer):
         cos, sin = rope_cos_sin(position_ids, self.inv_freq, self.attention_factor)
         all_hidden, all_attentions, new_caches = [hidden], [], []
         for i, layer in enumerate(self.decoder_layers):
-            hidden, cache, probs = layer(
-                hidden, cos, sin, bias, cache=None if caches is None else caches[i], cache_index=cache_index,
-                absorb=absorb, training=training, return_attention_scores=output_attentions)
+            if self.remat and caches is None and not output_attentions and not (training and layer.adds_loss):
+                # keras.remat takes tensors only: the Python options stay in the closure. A block
+                # whose MoE adds the balance loss in training is not recomputed (the loss would be
+                # created inside the recomputed function and escape it).
+                def block(hidden, cos, sin, bias, layer=layer):
+                    return layer(hidden, cos, sin, bias, training=training)[0]
+
+                hidden, cache, probs = remat_call(layer, block, hidden, cos, sin, bias), None, None
+            else:
+                hidden, cache, probs = layer(
+                    hidden, cos, sin, bias, cache=None if caches is None else caches[i], cache_index=cache_index,
+                    absorb=absorb, training=training, return_attention_scores=output_attentions)
             new_caches.append(cache)
             all_hidden.append(hidden)
             all_attentions.append(probs)

@@ -33,7 +33,7 @@ class TFDeepseekV2PreTrainedModel(TFPreTrainedModel):
     decoder_prefix = "model."  # the decoder's tensor names inside a task checkpoint
 
     def create_layers(self, config):
-        self.model = DeepseekV2MainLayer(config, name="model")
+        self.model = DeepseekV2MainLayer(config, remat=self.remat, name="model")
         self.create_head(config)
 
     def create_head(self, config):

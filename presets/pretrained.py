@@ -23,7 +23,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
     Keras training hooks (presets/training.py), `prepare_tf_dataset` (presets/tf_datasets.py) and
     SavedModel export (presets/export.py).
 
-    Construction: `Model(config, dtype=None, name=None, ...)`. A subclass creates its layers in
+    Construction: `Model(config, dtype=None, remat=False, name=None, ...)`. A subclass creates its layers in
     `create_layers()` and creates their variables in `build()`; both run here, so every variable
     exists from construction on (as with HF's TF models). `dtype` (a policy name such as
     "bfloat16" / "mixed_float16" or a `keras.DTypePolicy`) applies to every layer of the model,
@@ -37,7 +37,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
     base_model_prefix = ""
     hf_architecture = None
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, remat=False, **kwargs):
         if isinstance(config, dict):
             config = self.config_class.from_dict(config)
         if not isinstance(config, self.config_class):
@@ -45,6 +45,10 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         explicit_policy = kwargs.get("dtype") is not None
         super().__init__(**kwargs)
         self.config = config
+        # remat=True: each block's activations are recomputed in the backward pass instead of kept
+        # (`keras.remat` per block; the family's main layer applies it), so training memory stops
+        # growing with depth.
+        self.remat = bool(remat)
         self.create_layers(config)
         if explicit_policy:
             _apply_policy_to_sublayers(self, self.dtype_policy)
@@ -92,7 +96,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
     # --- Keras serialization --------------------------------------------------------------------
     def get_config(self):
         config = {"config": self.config.to_dict(), "name": self.name, "trainable": self.trainable,
-                  "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+                  "dtype": keras.saving.serialize_keras_object(self.dtype_policy), "remat": self.remat}
         return {**config, **self._quantization_config_entry()}
 
     @classmethod
