@@ -115,7 +115,7 @@ def test_a_prompt_past_the_position_table_keeps_its_end_as_transformers_hole(gen
     model_max_length: set to the same value here)."""
     import transformers
 
-    from presets.sequence_limits import InputTooLongError
+    from keras_deepseek import InputTooLongError
 
     directory, hf_model, _ = checkpoint
     limit = gen.model.config.max_position_embeddings

@@ -149,7 +149,7 @@ def test_fill_mask_truncates_as_transformers_and_names_a_mask_past_the_limit(che
 
 
 def test_truncation_false_refuses_a_long_text_and_accepts_a_short_one(checkpoints):
-    from keras_deberta.pipelines import InputTooLongError
+    from keras_deberta import InputTooLongError
 
     clf = _ours(checkpoints, "text-classification", "cls", truncation=False)  # a pipeline default
     assert clf("a short one")[0]["label"]
