@@ -1,7 +1,7 @@
 """`python -m keras_deepseek`: run text generation, convert or export DeepSeek-V2 checkpoints.
 
     python -m keras_deepseek run --task text-generation --model DIR_OR_HUB_ID --max-new-tokens 20 "Hello"
-    cat prompts.txt | python -m keras_deepseek run --task text-generation --model DIR   # one prompt a line, one JSON line out
+    cat prompts.txt | python -m keras_deepseek run --task text-generation --model DIR   # a prompt a line, a JSON line out
     python -m keras_deepseek convert --model DIR --output model.keras
     python -m keras_deepseek export --model DIR --output saved_model_dir
 

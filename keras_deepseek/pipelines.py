@@ -174,8 +174,8 @@ class TextGenerationPipeline:
         if len(ids) <= budget:
             return ids
         if not truncation:
-            raise InputTooLongError(too_long_message(len(ids), budget, "prompt") +
-                                    " (the limit is max_position_embeddings minus max_new_tokens)")
+            raise InputTooLongError(too_long_message(len(ids), budget, "prompt",
+                                                     source="max_position_embeddings minus max_new_tokens"))
         return ids[len(ids) - budget:]  # the end of the prompt is what the continuation follows
 
     def _encode(self, prompt, add_special_tokens, continue_final_message):

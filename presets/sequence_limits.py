@@ -47,8 +47,8 @@ def default_max_length(model, tokenizer=None):
     return None if limit is None else int(limit)
 
 
-def too_long_message(n_tokens, limit, what="text"):
-    """The one wording of "too long" for every entry point."""
-    return (f"the {what} is {n_tokens} tokens long, more than the {limit} this model takes (its tokenizer's "
-            "model_max_length, else the config's max_position_embeddings): shorten it, or let it be "
-            "truncated (truncation=True, the default)")
+def too_long_message(n_tokens, limit, what="text",
+                     source="its tokenizer's model_max_length, else the config's max_position_embeddings"):
+    """The one wording of "too long" for every entry point; `source` says where `limit` comes from."""
+    return (f"the {what} is {n_tokens} tokens long, more than the {limit} this model takes ({source}): "
+            "shorten it, or let it be truncated (truncation=True, the default)")

@@ -53,7 +53,8 @@ class TextClassificationPipeline(Pipeline):
         if isinstance(item, dict):
             unknown = set(item) - {"text", "text_pair"}
             if unknown or "text" not in item:
-                raise ValueError(f"a text pair is a dict with 'text' and optionally 'text_pair', got keys {sorted(item)}")
+                raise ValueError("a text pair is a dict with 'text' and optionally 'text_pair', "
+                                 f"got keys {sorted(item)}")
             text, pair = check_text(item["text"]), item.get("text_pair")
             if pair is not None:
                 check_text(pair, "text_pair")
