@@ -21,7 +21,7 @@ from keras_deberta.modeling_deberta_v2 import (
     TFDebertaV2Model,
     TFDebertaV2PreTrainedModel,
 )
-from keras_deberta.pipelines import pipeline
+from keras_deberta.pipelines import InputTooLongError, pipeline
 from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
 from keras_deberta.tokenization_deberta import DebertaTokenizer, DebertaTokenizerFast
 from keras_deberta.tokenization_deberta_v2 import (
@@ -41,6 +41,7 @@ __all__ = [
     "DebertaV2Preprocessor",
     "DebertaV2Tokenizer",
     "DebertaV2TokenizerFast",
+    "InputTooLongError",
     "TokenizerFileError",
     "pipeline",
     "serving_module",

@@ -2,14 +2,16 @@
 
     python -m keras_deberta run --task text-classification "A delight."   # the embedded default model
     python -m keras_deberta run --task fill-mask --model DIR_OR_HUB_ID "Paris is the [MASK] of France."
-    cat texts.txt | python -m keras_deberta run --task ner --model DIR      # one text a line
+    cat texts.txt | python -m keras_deberta run --task ner --model DIR      # one text a line, one JSON line out
     python -m keras_deberta run --task question-answering --model DIR --question "Who?" "context ..."
     echo '{"question": "Who?", "context": "..."}' | python -m keras_deberta run --task question-answering --model DIR
     python -m keras_deberta run --task zero-shot-classification --model NLI_DIR --candidate-labels a,b "text"
     python -m keras_deberta convert --model DIR --task text-classification --output model.keras
     python -m keras_deberta export --model DIR --task text-classification --output saved/1 [--with-tokenizer]
 
-The generic parts (commands, stdin, JSON lines, progress, errors) are presets/cli.py.
+Texts longer than the model takes (its tokenizer's model_max_length, 512 for DeBERTa checkpoints)
+are truncated; `--no-truncation` gives them an error record instead. The generic parts (commands,
+stdin, JSON lines, error records, progress, errors) are presets/cli.py.
 """
 
 import json
@@ -28,11 +30,11 @@ def load_model(task, name_or_path):
 
 
 def load_tokenizer(name_or_path):
-    from keras_deberta.pipelines import _model_type, load_tokenizer as load
+    from keras_deberta.pipelines import checkpoint_model_type, load_tokenizer as load
     from presets.hub import resolve_checkpoint_dir
 
     directory = resolve_checkpoint_dir(name_or_path)
-    return load(directory, _model_type(directory))
+    return load(directory, checkpoint_model_type(directory))
 
 
 def _question_answering(pipe):
@@ -46,8 +48,8 @@ def _question_answering(pipe):
                     item = json.loads(text)
                 except json.JSONDecodeError as error:
                     raise CliError(f"not a JSON object: {text[:60]!r} ({error})") from None
-                if not isinstance(item, dict) or not {"question", "context"} <= set(item):
-                    raise CliError('a JSON input needs "question" and "context"')
+                if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("question", "context")):
+                    raise CliError('a JSON input needs "question" and "context", both strings')
                 pairs.append((item["question"], item["context"]))
             elif question is None:
                 raise CliError("question-answering needs --question, or JSON lines {\"question\", \"context\"}")
@@ -76,8 +78,11 @@ def add_run_arguments(parser):
     group.add_argument("--max-answer-len", type=int, default=None)
     group.add_argument("--candidate-labels", default=None, help="zero-shot-classification: comma-separated")
     group.add_argument("--multi-label", action="store_true", help="zero-shot-classification")
-    group.add_argument("--aggregation-strategy", choices=("none", "simple"), default=None,
-                       help="token-classification (default none)")
+    group.add_argument("--aggregation-strategy", choices=("none", "simple", "first", "average", "max"),
+                       default=None, help="token-classification (default none)")
+    group.add_argument("--no-truncation", dest="truncation", action="store_false",
+                       help="refuse a text longer than the model takes (an error record) instead of "
+                            "truncating it; question-answering always splits long contexts into windows")
 
 
 def call_options(args):
@@ -94,6 +99,8 @@ def call_options(args):
         options["multi_label"] = args.multi_label
     if task in ("token-classification", "ner") and args.aggregation_strategy:
         options["aggregation_strategy"] = args.aggregation_strategy
+    if task != "question-answering":
+        options["truncation"] = args.truncation
     return options
 
 

@@ -66,11 +66,11 @@ def load_classifier(name_or_path=None):
     other (a base or MLM checkpoint, another number of labels) gets a fresh NEGATIVE/POSITIVE head.
     """
     from keras_deberta import TFDebertaForSequenceClassification, TFDebertaV2ForSequenceClassification
-    from keras_deberta.pipelines import DEFAULT_MODELS, _model_type, load_tokenizer
+    from keras_deberta.pipelines import DEFAULT_MODELS, checkpoint_model_type, load_tokenizer
     from presets.hub import resolve_checkpoint_dir, resolve_config_dict
 
     directory = resolve_checkpoint_dir(name_or_path or DEFAULT_MODELS["text-classification"])
-    model_type = _model_type(directory)
+    model_type = checkpoint_model_type(directory)
     cls = TFDebertaV2ForSequenceClassification if model_type == "deberta-v2" else TFDebertaForSequenceClassification
     config = resolve_config_dict(directory)
     has_sentiment_head = (any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])

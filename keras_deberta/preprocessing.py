@@ -13,7 +13,16 @@ Call with a batch of strings (list or tensor), a single string, or a pair as a t
     pre = DebertaV2Preprocessor.from_pretrained("path/to/dir", sequence_length=128)
     ds = tf.data.Dataset.from_tensor_slices(texts).batch(32).map(pre)
 
+Length: `sequence_length=N` pads and truncates every row to exactly N tokens; `max_length=N`
+truncates to at most N tokens and pads each batch to its longest row (what a server wants: a bound
+without padding short requests). With `truncation=None`, a row longer than the bound fails with an
+InvalidArgumentError instead of being cut.
+
 Eager calls outside TensorFlow graphs return tensors of the active backend.
+
+TensorFlow, tensorflow-text and keras-hub are imported when a layer is built, not when this module
+is imported: the model classes name these layers, and `import keras_deberta` on JAX or PyTorch must
+not pay for (or log from) TensorFlow.
 
 Known difference: tf-text bundles an older SentencePiece whose Viterbi breaks exact ties between
 equally scored segmentations differently from the `sentencepiece` Python package (e.g. "excitedddd":
@@ -21,30 +30,25 @@ equally scored segmentations differently from the `sentencepiece` Python package
 Offsets are not produced in-graph.
 """
 
+import importlib.util
+
 import keras
 
 from keras_deberta.tokenization_deberta import DebertaTokenizer
 from keras_deberta.tokenization_deberta_v2 import DebertaV2Tokenizer
 
-try:
-    import tensorflow as tf
-except ImportError:  # pragma: no cover - the layers need TensorFlow for the graph
-    tf = None
-
-try:
-    from keras_hub.src.layers.preprocessing.preprocessing_layer import PreprocessingLayer as _Base
-except ImportError:  # pragma: no cover
-    _Base = keras.layers.Layer
-
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+REQUIRED_PACKAGES = ("tensorflow", "tensorflow_text", "keras_hub")
 
 
 def _require_tf():
-    if tf is None:
-        raise ImportError("the in-graph preprocessing layers need tensorflow and tensorflow-text")
+    missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"the in-graph preprocessing layers need {', '.join(missing)}: "
+                          "pip install tensorflow tensorflow-text keras-hub")
 
 
-class _DebertaPreprocessorBase(_Base):
+class _DebertaPreprocessorBase(keras.layers.Layer):
     """Special tokens, pair template, truncation and padding in TensorFlow ops.
 
     Subclasses set `self.tokenizer` (a Python tokenizer for ids and special tokens) and implement
@@ -54,19 +58,28 @@ class _DebertaPreprocessorBase(_Base):
     pair_separators = 1
     pair_type_ids = True
 
-    def __init__(self, tokenizer, sequence_length=None, truncation="longest_first", dtype="int32", **kwargs):
+    def __init__(self, tokenizer, sequence_length=None, truncation="longest_first", dtype="int32", max_length=None,
+                 **kwargs):
         _require_tf()
+        import tensorflow as tf
+
         super().__init__(**kwargs)
+        # As keras-hub's preprocessing layers: strings stay TensorFlow tensors on every backend.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         if truncation is True:
             truncation = "longest_first"
         if truncation not in TRUNCATION_STRATEGIES + (None, False):
             raise ValueError(f"truncation must be one of {TRUNCATION_STRATEGIES} or None, got {truncation!r}")
-        if sequence_length is not None and int(sequence_length) < 1:
-            raise ValueError(f"sequence_length must be a positive integer or None, got {sequence_length!r}")
+        for name, value in (("sequence_length", sequence_length), ("max_length", max_length)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if sequence_length is not None and max_length is not None:
+            raise ValueError("pass sequence_length (pad to exactly that length) or max_length (pad to the "
+                             "longest row, at most that length), not both")
         self.tokenizer = tokenizer
         self.sequence_length = None if sequence_length is None else int(sequence_length)
+        self.max_length = None if max_length is None else int(max_length)
         self.truncation = truncation or None
         self.output_dtype = dtype
         self.cls_id = int(tokenizer.cls_token_id)
@@ -94,6 +107,8 @@ class _DebertaPreprocessorBase(_Base):
     # ---- tokenisation -----------------------------------------------------------------------
     def _tokenize(self, texts):
         """texts: tf.string [B] -> int64 ragged [B, (T)], special tokens in the text recognised."""
+        import tensorflow as tf
+
         if self._special_pattern is None:
             return tf.cast(self._tokenize_segments(texts), tf.int64)
         import tensorflow_text as tf_text
@@ -109,12 +124,19 @@ class _DebertaPreprocessorBase(_Base):
         return tf.RaggedTensor.from_row_splits(tokens, segments.row_splits).merge_dims(1, 2)
 
     # ---- packing --------------------------------------------------------------------------------
+    @property
+    def length_bound(self):
+        """The most tokens a row may have (None: unbounded): sequence_length or max_length."""
+        return self.sequence_length if self.sequence_length is not None else self.max_length
+
     def _keep_lengths(self, n1, n2):
         """How many tokens of each sequence to keep (transformers' truncation), int64 [B]."""
+        import tensorflow as tf
+
         n_special = 2 if n2 is None else 2 + self.pair_separators
-        budget_value = self.sequence_length - n_special
+        budget_value = self.length_bound - n_special
         if budget_value < 0:
-            raise ValueError(f"sequence_length={self.sequence_length} leaves no room for the {n_special} "
+            raise ValueError(f"a length of {self.length_bound} leaves no room for the {n_special} "
                              "special tokens of the template")
         budget = tf.constant(budget_value, tf.int64)
         if n2 is None:
@@ -147,20 +169,31 @@ class _DebertaPreprocessorBase(_Base):
 
     @staticmethod
     def _head(ragged, keep):
+        import tensorflow as tf
+
         positions = tf.ragged.range(ragged.row_lengths())
         return tf.ragged.boolean_mask(ragged, positions < keep[:, None])
 
     def _pack(self, a, b):
+        import tensorflow as tf
+
         batch = a.nrows()
 
         def column(value):
             return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([batch, 1]), tf.constant(value, tf.int64)))
 
-        if self.sequence_length is not None and self.truncation is not None:
+        checks = []
+        if self.length_bound is not None and self.truncation is not None:
             k1, k2 = self._keep_lengths(a.row_lengths(), None if b is None else b.row_lengths())
             a = self._head(a, k1)
             if b is not None:
                 b = self._head(b, k2)
+        elif self.length_bound is not None:  # no truncation: a longer row is an error, never cut silently
+            n_special = 2 if b is None else 2 + self.pair_separators
+            total = a.row_lengths() + (0 if b is None else b.row_lengths()) + n_special
+            checks.append(tf.debugging.assert_less_equal(
+                total, tf.constant(self.length_bound, tf.int64),
+                message=f"text too long: more than {self.length_bound} tokens and truncation is off"))
         cls, sep = column(self.cls_id), column(self.sep_id)
         first = tf.concat([cls, a, sep], axis=1)
         if b is None:
@@ -173,17 +206,21 @@ class _DebertaPreprocessorBase(_Base):
             types = tf.concat([tf.zeros_like(first), second_type], axis=1)
         shape = None if self.sequence_length is None else tf.stack([batch, self.sequence_length])
         dtype = tf.as_dtype(self.output_dtype)
-        return {
+        outputs = {
             "input_ids": tf.cast(ids.to_tensor(default_value=self.pad_id, shape=shape), dtype),
             "token_type_ids": tf.cast(types.to_tensor(default_value=0, shape=shape), dtype),
             "attention_mask": tf.cast(tf.ones_like(ids).to_tensor(default_value=0, shape=shape), dtype),
         }
+        with tf.control_dependencies(checks):
+            return {name: tf.identity(value) for name, value in outputs.items()}
 
     def _graph(self, a, b=None):
         """Batched strings [B] (and [B]) -> dict of [B, L] tensors, in TensorFlow ops."""
         return self._pack(self._tokenize(a), None if b is None else self._tokenize(b))
 
     def call(self, inputs):
+        import tensorflow as tf
+
         if isinstance(inputs, dict):
             raise TypeError("pass strings, or a pair (texts_a, texts_b)")
         if isinstance(inputs, tuple) and len(inputs) == 2:  # a pair; a list is a batch
@@ -202,7 +239,12 @@ class _DebertaPreprocessorBase(_Base):
                 spec = tf.TensorSpec([None], tf.string)
                 self._graph_fn = (tf.function(lambda x: self._graph(x), input_signature=[spec]),
                                   tf.function(lambda x, y: self._graph(x, y), input_signature=[spec, spec]))
-            out = self._graph_fn[0](a) if b is None else self._graph_fn[1](a, b)
+            try:
+                out = self._graph_fn[0](a) if b is None else self._graph_fn[1](a, b)
+            except tf.errors.InvalidArgumentError as error:
+                # A failed assert (too long, truncation impossible). Outside TensorFlow, Keras would
+                # re-raise it as a bare RuntimeError without this message.
+                raise ValueError(error.message.splitlines()[0]) from None
         if single:
             out = {k: v[0] for k, v in out.items()}
         if tf.executing_eagerly() and keras.backend.backend() != "tensorflow":
@@ -217,7 +259,8 @@ class _DebertaPreprocessorBase(_Base):
 
     def get_config(self):
         config = super().get_config()
-        config.update(sequence_length=self.sequence_length, truncation=self.truncation, dtype=self.output_dtype)
+        config.update(sequence_length=self.sequence_length, max_length=self.max_length, truncation=self.truncation,
+                      dtype=self.output_dtype)
         return config
 
 
@@ -226,6 +269,8 @@ def _tf_trackables(obj, seen=None, depth=0):
 
     On the TensorFlow backend Keras layers are tracked by `tf.Module`; on JAX and PyTorch they are
     not, so an exported module must hold the resources itself."""
+    import tensorflow as tf
+
     seen = set() if seen is None else seen
     found = []
     if id(obj) in seen or depth > 6:
@@ -255,6 +300,8 @@ def serving_module(layer, pairs=False):
     """A `tf.Module` with a `serve` signature (strings [B] -> ids, type ids, mask) for
     `tf.saved_model.save`, on any Keras backend."""
     _require_tf()
+    import tensorflow as tf
+
     module = tf.Module()
     module.resources = _tf_trackables(layer)
     spec = tf.TensorSpec([None], tf.string)
@@ -276,8 +323,10 @@ class DebertaV2Preprocessor(_DebertaPreprocessorBase):
     Args:
         tokenizer: a `DebertaV2Tokenizer` (its SentencePiece model, special tokens and ids are used).
         sequence_length: pad / truncate to this length; None pads each batch to its longest row.
-        truncation: "longest_first" (default), "only_first", "only_second" or None.
+        truncation: "longest_first" (default), "only_first", "only_second" or None (a row longer
+            than sequence_length / max_length is then an error).
         dtype: dtype of the outputs.
+        max_length: with sequence_length=None: truncate to at most this many tokens.
     """
 
     pair_separators = 1
@@ -299,6 +348,8 @@ class DebertaV2Preprocessor(_DebertaPreprocessorBase):
         return cls(DebertaV2Tokenizer.from_pretrained(directory), **kwargs)
 
     def _tokenize_segments(self, strings):
+        import tensorflow as tf
+
         if self.do_lower_case:  # as the Python tokenizer: after special tokens are split off
             strings = tf.strings.lower(strings, encoding="utf-8")
         return self.sp.tokenize(strings)
@@ -330,6 +381,8 @@ class DebertaPreprocessor(_DebertaPreprocessorBase):
         return cls(DebertaTokenizer.from_pretrained(directory), **kwargs)
 
     def _tokenize_segments(self, strings):
+        import tensorflow as tf
+
         if self.add_prefix_space:  # as transformers: a space unless the segment starts with one
             strings = tf.where(tf.strings.regex_full_match(strings, "( |$).*"), strings,
                                tf.strings.join([" ", strings]))

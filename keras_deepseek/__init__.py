@@ -8,12 +8,13 @@ from keras_deepseek.modeling_deepseek_v2 import (
     TFDeepseekV2Model,
     TFDeepseekV2PreTrainedModel,
 )
-from keras_deepseek.pipelines import pipeline
+from keras_deepseek.pipelines import InputTooLongError, pipeline
 from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
 
 __all__ = [
     "DeepseekV2Config",
     "DeepseekV2Tokenizer",
+    "InputTooLongError",
     "TFDeepseekV2ForCausalLM",
     "TFDeepseekV2ForSequenceClassification",
     "TFDeepseekV2Model",

@@ -1,7 +1,7 @@
 """`python -m keras_deepseek`: run text generation, convert or export DeepSeek-V2 checkpoints.
 
     python -m keras_deepseek run --task text-generation --model DIR_OR_HUB_ID --max-new-tokens 20 "Hello"
-    cat prompts.txt | python -m keras_deepseek run --task text-generation --model DIR   # one prompt a line
+    cat prompts.txt | python -m keras_deepseek run --task text-generation --model DIR   # a prompt a line, a JSON line out
     python -m keras_deepseek convert --model DIR --output model.keras
     python -m keras_deepseek export --model DIR --output saved_model_dir
 
@@ -44,12 +44,16 @@ def add_run_arguments(parser):
     group.add_argument("--top-p", type=float, default=None)
     group.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible on every backend)")
     group.add_argument("--new-text-only", action="store_true", help="print only the generated text, not the prompt")
+    group.add_argument("--no-truncation", dest="truncation", action="store_false",
+                       help="refuse a prompt longer than max_position_embeddings - max_new_tokens (an error "
+                            "record) instead of keeping its last tokens")
 
 
 def call_options(args):
     options = {name: getattr(args, name) for name in ("max_new_tokens", "do_sample", "temperature", "top_k",
                                                         "top_p", "seed") if getattr(args, name) is not None}
     options["return_full_text"] = not args.new_text_only
+    options["truncation"] = args.truncation
     return options
 
 
@@ -64,8 +68,9 @@ FAMILY = CliFamily(
 )
 
 
-def main(argv=None):
-    return cli_main(FAMILY, argv)
+def main(argv=None, stdin=None, stdout=None):
+    """Runs the command line on `argv` (default sys.argv[1:]) and returns the exit status."""
+    return cli_main(FAMILY, argv, stdin=stdin, stdout=stdout)
 
 
 if __name__ == "__main__":

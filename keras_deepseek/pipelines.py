@@ -18,6 +18,12 @@ Unlike transformers' pipeline (one prompt per `generate` call by default), promp
 (`batch_size`, default 8): left-padded to a multiple of 16 tokens, so a stream of prompts of
 varying length reuses a few compiled generation loops instead of compiling one per length. Each
 row's new tokens end at its first eos, as if it had been generated alone.
+
+Inputs are bounded by the config's max_position_embeddings: a prompt longer than
+`max_position_embeddings - max_new_tokens` tokens keeps only its last tokens (as transformers'
+`handle_long_generation="hole"`; `return_full_text` still shows the whole prompt), or, with
+`truncation=False`, is refused with an `InputTooLongError`. An empty list of prompts gives an empty
+list; an empty prompt is a ValueError.
 """
 
 import numbers
@@ -30,6 +36,7 @@ from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
 from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
 from presets.hub import resolve_checkpoint_dir
 from presets.io import read_json_object
+from presets.sequence_limits import InputTooLongError, too_long_message
 
 SUPPORTED_TASKS = ("text-generation",)
 # transformers' TextGenerationPipeline defaults, used where generation_config.json sets nothing.
@@ -103,7 +110,7 @@ class TextGenerationPipeline:
         self.generation_defaults = dict(generation_defaults)
 
     def __call__(self, inputs, return_full_text=True, num_return_sequences=1, continue_final_message=None,
-                 add_special_tokens=None, batch_size=None, **generation_kwargs):
+                 add_special_tokens=None, batch_size=None, truncation=True, **generation_kwargs):
         """Completes a prompt, a list of prompts, a chat or a list of chats.
 
         Args:
@@ -114,6 +121,8 @@ class TextGenerationPipeline:
             continue_final_message: continue a chat's last message instead of starting an
                 assistant reply (default: when that message is the assistant's).
             add_special_tokens: for string prompts (default: the tokenizer's, i.e. add bos).
+            truncation: True (default) keeps the last `max_position_embeddings - max_new_tokens`
+                tokens of a longer prompt; False refuses it with an InputTooLongError.
             **generation_kwargs: max_new_tokens, do_sample, temperature, top_k, top_p,
                 eos_token_id, seed.
         Returns:
@@ -129,8 +138,13 @@ class TextGenerationPipeline:
         if num_return_sequences > 1 and not settings.get("do_sample"):
             raise ValueError("greedy decoding gives one completion per prompt: num_return_sequences > 1 needs "
                              "do_sample=True")
+        if not isinstance(truncation, bool):
+            raise ValueError(f"truncation must be True (keep the end of a long prompt) or False (refuse it), "
+                             f"got {truncation!r}")
+        budget = self._prompt_budget(settings)
         prompts, single = _split_inputs(inputs)
-        encoded = [self._encode(p, add_special_tokens, continue_final_message) for p in prompts]
+        encoded = [self._bounded(self._encode(p, add_special_tokens, continue_final_message), budget, truncation)
+                   for p in prompts]
         size = self.batch_size if batch_size is None else batch_size
         if not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {size!r}")
@@ -144,6 +158,26 @@ class TextGenerationPipeline:
         return results[0] if single else results
 
     # --- steps -----------------------------------------------------------------------------------
+    def _prompt_budget(self, settings):
+        """The most prompt tokens that leave room for max_new_tokens in the position table."""
+        max_new = settings.get("max_new_tokens", PIPELINE_GENERATION_DEFAULTS["max_new_tokens"])
+        if isinstance(max_new, bool) or not isinstance(max_new, numbers.Integral) or max_new < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new!r}")
+        limit = self.model.config.max_position_embeddings
+        if max_new >= limit:
+            raise ValueError(f"max_new_tokens {max_new} leaves no room for a prompt: this model takes "
+                             f"{limit} tokens in all (max_position_embeddings)")
+        return limit - int(max_new)
+
+    @staticmethod
+    def _bounded(ids, budget, truncation):
+        if len(ids) <= budget:
+            return ids
+        if not truncation:
+            raise InputTooLongError(too_long_message(len(ids), budget, "prompt",
+                                                     source="max_position_embeddings minus max_new_tokens"))
+        return ids[len(ids) - budget:]  # the end of the prompt is what the continuation follows
+
     def _encode(self, prompt, add_special_tokens, continue_final_message):
         if isinstance(prompt, str):
             if not prompt:
@@ -166,9 +200,8 @@ class TextGenerationPipeline:
         max_new = settings.get("max_new_tokens", PIPELINE_GENERATION_DEFAULTS["max_new_tokens"])
         longest = max(map(len, rows))
         width = -(-longest // PROMPT_WIDTH_BUCKET) * PROMPT_WIDTH_BUCKET
-        if isinstance(max_new, numbers.Integral):
-            # Bucketing must not push a prompt that fits past the position table.
-            width = max(longest, min(width, config.max_position_embeddings - int(max_new)))
+        # Bucketing must not push a prompt that fits past the position table.
+        width = max(longest, min(width, config.max_position_embeddings - int(max_new)))
         pad = next(i for i in (self.tokenizer.pad_token_id, config.pad_token_id, self.tokenizer.eos_token_id, 0)
                    if i is not None)
         ids = np.full((len(rows), width), pad, "int32")  # [B, W], left-padded
@@ -216,8 +249,6 @@ def _split_inputs(inputs):
     if _is_chat(inputs):
         return [list(inputs)], True
     if isinstance(inputs, (list, tuple)):
-        if not inputs:
-            raise ValueError("no prompts: the input list is empty")
         for i, item in enumerate(inputs):
             if not (isinstance(item, str) or _is_chat(item)):
                 raise TypeError(f"input {i} is a {type(item).__name__}; expected a string or a chat "

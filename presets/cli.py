@@ -4,25 +4,32 @@
 A family supplies a `CliFamily` (its program name, tasks, a pipeline factory and a model loader,
 optionally extra `run` options); this module does the rest:
 
-    run      --task T --model M [--tokenizer TOK] [--batch-size N] [TEXT ...]
-             Runs the family's pipeline on each TEXT, or on every non-blank stdin line when no
-             TEXT is given (as `transformers run` reads stdin), and prints one JSON line per input:
-             the pipeline's result for it, in input order. A progress bar goes to stderr for stdin
-             jobs when stderr is a terminal (`--progress` forces it, `--no-progress` hides it).
+    run      --task T --model M [--tokenizer TOK] [--batch-size N] [--on-error continue|stop] [TEXT ...]
+             Runs the family's pipeline on each TEXT, or on every stdin line when no TEXT is given
+             (as `transformers run` reads stdin), and prints one JSON line per input, in input
+             order: the pipeline's result, or an error record {"error": message, "line": n} for an
+             input that cannot run (an empty line, bytes that are not UTF-8, a line longer than
+             --max-line-bytes, a text the pipeline refuses). `n` is the stdin line number (or the
+             TEXT's position), so output line n always answers input line n. With
+             `--on-error stop` the first bad input ends the run instead (the results before it are
+             printed). Stdin is read in batches as it arrives. A progress bar goes to stderr for
+             stdin jobs when stderr is a terminal (`--progress` forces it, `--no-progress` hides it).
     convert  --model M --output OUT [--format keras|saved_model] [--task T]
              Loads the checkpoint (directory or Hub id) and writes a `.keras` file or a TensorFlow
              SavedModel (through `model.export(OUT)`).
     export   --model M --output OUT [--task T]
              `convert --format saved_model`.
 
-Errors the user can fix (bad checkpoint, unknown task, bad arguments, bad input text) end the
-process with exit status 1 (2 for argument errors, as argparse does) and one `prog: error: ...`
-line on stderr, without a traceback; `--debug` (or KERAS_CLI_DEBUG=1) re-raises to show it.
-This module imports no model family: loaders and factories come in as arguments.
+Every error is one `prog: error: ...` line on stderr, without a traceback: exit status 1 (2 for
+argument errors, as argparse's convention), 130 on Ctrl-C; `--debug` (or KERAS_CLI_DEBUG=1)
+re-raises to show the traceback. A run in which some inputs failed exits 1 after its last line,
+with one stderr line counting them. An output path that cannot be written is refused before any
+model is loaded. This module imports no model family: loaders and factories come in as arguments.
 """
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -33,12 +40,24 @@ from typing import Callable, Optional, Sequence
 from presets.errors import CheckpointError
 
 # Exit statuses: argparse uses 2 for usage errors; 1 is a failure the message explains.
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("keras", "saved_model")
+ON_ERROR = ("continue", "stop")
+# One stdin line is read into memory whole; longer lines are skipped (with an error record) rather
+# than read. 1 MiB is some 250k tokens, far past any model's length: the bound is on memory.
+DEFAULT_MAX_LINE_BYTES = 1 << 20
 
 
 class CliError(Exception):
     """A failure to report as one line on stderr (no traceback)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `prog: error: ...` line (exit status 2), like every other
+    error of the command line."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 @dataclasses.dataclass
@@ -71,7 +90,7 @@ class CliFamily:
 
 def build_parser(family):
     # argparse reports its own usage errors (one line, exit status 2).
-    parser = argparse.ArgumentParser(prog=family.prog, description=family.description)
+    parser = OneLineArgumentParser(prog=family.prog, description=family.description)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", metavar="{run,convert,export}")
     commands.required = True
@@ -84,6 +103,12 @@ def build_parser(family):
     run.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's)")
     run.add_argument("--batch-size", type=_positive_int, default=8,
                      help="texts per pipeline call (default 8)")
+    run.add_argument("--on-error", choices=ON_ERROR, default="continue",
+                     help="an input that cannot run: write an error record for it and go on (continue, the "
+                          "default), or stop there")
+    run.add_argument("--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE_BYTES,
+                     help=f"longest stdin line read (default {DEFAULT_MAX_LINE_BYTES}); a longer one gets an "
+                          "error record")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show a progress bar on stderr")
@@ -122,12 +147,47 @@ def _positive_int(text):
 
 
 # --- inputs and outputs --------------------------------------------------------------------------
-def read_texts(texts, stdin=None):
-    """The positional texts, or every non-blank stdin line (newline stripped) when there are none."""
+@dataclasses.dataclass
+class InputLine:
+    """One input: its 1-based number (stdin line or TEXT position) and its text, or why it has none."""
+
+    number: int
+    text: Optional[str] = None
+    error: Optional[str] = None
+
+
+def read_inputs(texts, stdin=None, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
+    """The TEXT arguments, else every stdin line (newline stripped), as InputLines, lazily.
+
+    Stdin is read as bytes and decoded line by line, so one line that is not UTF-8 is reported
+    with its number instead of failing the stream; an empty line is an error, never skipped (output
+    line n answers input line n)."""
     if texts:
-        return list(texts)
-    stdin = sys.stdin if stdin is None else stdin
-    return [line.rstrip("\r\n") for line in stdin if line.strip()]
+        for number, text in enumerate(texts, 1):
+            yield InputLine(number, text) if text else InputLine(number, error="empty text argument")
+        return
+    stream = sys.stdin if stdin is None else stdin
+    source = getattr(stream, "buffer", stream)  # bytes when the stream has them (sys.stdin does)
+    number = 0
+    while True:
+        line = source.readline(max_line_bytes + 1)
+        if not line:
+            return
+        number += 1
+        newline = "\n" if isinstance(line, str) else b"\n"
+        if len(line) > max_line_bytes and not line.endswith(newline):
+            while line and not line.endswith(newline):  # skip the rest of the line, a bounded piece at a time
+                line = source.readline(max_line_bytes + 1)
+            yield InputLine(number, error=f"line longer than {max_line_bytes} bytes (--max-line-bytes)")
+            continue
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield InputLine(number, error=f"not UTF-8: byte 0x{line[error.start]:02x} at byte {error.start + 1}")
+                continue
+        text = line.rstrip("\r\n")
+        yield InputLine(number, text) if text else InputLine(number, error="empty line")
 
 
 def _to_json_value(value):
@@ -146,8 +206,15 @@ def print_json_line(value, stream=None):
 
 
 def batches(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    """Lists of up to `size` items of an iterable, as they come."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def progress_bar(total, enabled, desc):
@@ -159,24 +226,63 @@ def progress_bar(total, enabled, desc):
 
 
 # --- commands ------------------------------------------------------------------------------------
-def command_run(family, args, stdin=None, stdout=None):
+class _RunStopped(Exception):
+    """--on-error stop met a bad input; the message names it."""
+
+
+def error_record(item, message):
+    return {"error": message, "line": item.number}
+
+
+def _answer_batch(pipe, batch, options, user_errors):
+    """[(InputLine, result or None, error message or None)] for a batch, in order.
+
+    The batch's texts go to the pipeline in one call; if the pipeline refuses that call, each text
+    is run alone so only the texts at fault get an error record."""
+    runnable = [item for item in batch if item.error is None]
+    results = {}
+    if runnable:
+        try:
+            answers = pipe([item.text for item in runnable], **options)
+            if len(answers) != len(runnable):
+                raise RuntimeError(f"the pipeline returned {len(answers)} results for {len(runnable)} inputs")
+            results = {item.number: (answer, None) for item, answer in zip(runnable, answers)}
+        except user_errors:
+            for item in runnable:
+                try:
+                    results[item.number] = (pipe([item.text], **options)[0], None)
+                except user_errors as error:
+                    results[item.number] = (None, str(error))
+    return [(item, *results.get(item.number, (None, item.error))) for item in batch]
+
+
+def command_run(family, args, stdin=None, stdout=None, user_errors=(CliError, ValueError)):
     if args.task not in family.tasks:
         raise CliError(f"unknown task {args.task!r}; {family.prog} supports: {', '.join(family.tasks)}")
     from_stdin = not args.texts
-    texts = read_texts(args.texts, stdin)
-    if not texts:
+    inputs = read_inputs(args.texts, stdin, args.max_line_bytes)
+    first = next(inputs, None)  # before the model loads: nothing to do is an error, and a quick one
+    if first is None:
         raise CliError("no input: give TEXT arguments or pipe one text per line on stdin")
     pipe = family.make_pipeline(args.task, model=args.model, tokenizer=args.tokenizer)
     options = family.call_options(args) if family.call_options is not None else {}
+    failed, first_failure = 0, None
+    total = None if from_stdin else len(args.texts)
     # Stdin jobs can be long: a bar when stderr is a terminal; for TEXT arguments only on request.
-    with progress_bar(len(texts), args.progress if from_stdin else bool(args.progress), desc=args.task) as bar:
-        for chunk in batches(texts, args.batch_size):
-            results = pipe(list(chunk), **options)
-            if len(results) != len(chunk):
-                raise RuntimeError(f"the pipeline returned {len(results)} results for {len(chunk)} inputs")
-            for result in results:
-                print_json_line(result, stdout)
-            bar.update(len(chunk))
+    with progress_bar(total, args.progress if from_stdin else bool(args.progress), desc=args.task) as bar:
+        for batch in batches(itertools.chain([first], inputs), args.batch_size):
+            for item, result, error in _answer_batch(pipe, batch, options, user_errors):
+                if error is None:
+                    print_json_line(result, stdout)
+                    continue
+                if args.on_error == "stop":
+                    raise _RunStopped(f"line {item.number}: {error}")
+                failed += 1
+                first_failure = first_failure or f"line {item.number}: {error}"
+                print_json_line(error_record(item, error), stdout)
+            bar.update(len(batch))
+    if failed:
+        raise CliError(f"{failed} input(s) failed (error records on stdout); the first: {first_failure}")
     return EXIT_OK
 
 
@@ -188,6 +294,23 @@ def check_output(path, output_format, overwrite=False):
         raise CliError(f"{path} already exists; pass --overwrite to replace it")
     if output_format == "keras" and os.path.isdir(path):
         raise CliError(f"{path} is a directory")
+    check_writable_parent(path)
+
+
+def check_writable_parent(path):
+    """The output is staged beside `path` and renamed into place: its directory (or the nearest one
+    that exists, below which the missing ones will be made) must take a new file. Tried, not
+    inferred from permission bits: those say nothing about read-only mounts, and root ignores them."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write {path}: {directory} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {directory} does not take new files ({error.strerror})") from None
 
 
 def save_keras_file(model, path, overwrite=False):
@@ -229,17 +352,32 @@ def main(family, argv=None, stdin=None, stdout=None):
                    IsADirectoryError) + tuple(family.user_errors)
     try:
         if args.command == "run":
-            return command_run(family, args, stdin=stdin, stdout=stdout)
+            return command_run(family, args, stdin=stdin, stdout=stdout, user_errors=user_errors)
         output_format = "saved_model" if args.command == "export" else args.format
         return command_convert(family, args, output_format)
-    except user_errors as e:
-        if debug:
-            raise
-        print(f"{family.prog}: error: {e}", file=sys.stderr)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{family.prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
         return EXIT_OK
+    except Exception as error:  # every error is one line; --debug shows where it came from
+        if debug:
+            raise
+        print(f"{family.prog}: error: {one_line(error, known=isinstance(error, user_errors + (_RunStopped,)))}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def one_line(error, known):
+    """An exception as one line: its message (with its type, unless it is an error the user can
+    fix), the first line of a longer message and a pointer to the rest."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    message = lines[0].strip() if lines else ""
+    if not known:
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(lines) > 1:
+        message += f" ({len(lines) - 1} more line(s): --debug shows them)"
+    elif not known:
+        message += " (--debug shows the traceback)"
+    return message

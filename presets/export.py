@@ -17,6 +17,12 @@ How each backend gets there:
   `.keras` file and a subprocess of the same interpreter with KERAS_BACKEND=tensorflow reloads it
   and exports it; its stderr comes back in the error if it fails.
 
+Long inputs. Every export has a `max_length` (default: the tokenizer's model_max_length, else the
+config's max_position_embeddings; presets/sequence_limits.py): `serving_default` asserts that
+`input_ids` is no longer (an InvalidArgumentError naming it), and the string-in signatures truncate
+to it inside the graph. A relative-position model has no table that would refuse a long request,
+and its attention memory grows with the square of the length.
+
 Out-of-range inputs. The model's own index checks (presets.model_io.check_index_range) are switched
 off while tracing: on JAX they are a host callback, which jax2tf cannot serialise ("serialization of
 host_callbacks is not yet implemented"), and gathers in XLA would otherwise clamp silently. Instead
@@ -42,6 +48,7 @@ import warnings
 import keras
 
 from presets.model_io import runtime_index_checks_disabled
+from presets.sequence_limits import default_max_length
 
 SUPPORTED_FORMATS = ("tf_saved_model",)
 SERVING_SIGNATURE = "serving_default"
@@ -83,12 +90,14 @@ class ExportMixin:
         return None
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, *,
-               preprocessor=None, tokenizer=None, overwrite=False, sequence_length=None, jax2tf_kwargs=None):
+               preprocessor=None, tokenizer=None, overwrite=False, sequence_length=None, jax2tf_kwargs=None,
+               max_length=None):
         """Writes a TensorFlow SavedModel for TF Serving, on every backend (torch: through a
         TensorFlow subprocess). `serving_default` takes int32 `input_ids`, `attention_mask` (and
         `token_type_ids` for DeBERTa) with dynamic batch and length and returns the named outputs;
-        `preprocessor=` (or `tokenizer=`) adds string-in signatures. See
-        `presets.export.export_saved_model` for every argument."""
+        `preprocessor=` (or `tokenizer=`) adds string-in signatures; `max_length` bounds every
+        signature's length (default: the tokenizer's model_max_length, else the config's
+        max_position_embeddings). See `presets.export.export_saved_model` for every argument."""
         if input_signature is not None:
             raise ValueError("the exported input signature is fixed by the model (int32 ids with dynamic "
                              "batch and length); input_signature is not supported")
@@ -97,11 +106,11 @@ class ExportMixin:
         return export_saved_model(
             self, filepath, preprocessor=preprocessor if preprocessor is not None else tokenizer,
             format=format, overwrite=overwrite, sequence_length=sequence_length,
-            jax2tf_kwargs=jax2tf_kwargs, verbose=bool(verbose))
+            jax2tf_kwargs=jax2tf_kwargs, verbose=bool(verbose), max_length=max_length)
 
 
 def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_model", overwrite=False,
-                       sequence_length=None, jax2tf_kwargs=None, verbose=False):
+                       sequence_length=None, jax2tf_kwargs=None, verbose=False, max_length=None):
     """Exports `model` as a TensorFlow SavedModel for TF Serving, from any Keras backend.
 
     Args:
@@ -115,11 +124,16 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
         format: "tf_saved_model" (the only one).
         overwrite: replace an existing file or non-empty directory at `filepath`.
         sequence_length: with a tokenizer as `preprocessor`: pad and truncate every text to this
-            many tokens; None (default) pads each request to its longest text and does not
-            truncate. A preprocessor brings its own settings.
+            many tokens; None (default) pads each request to its longest text and truncates at
+            `max_length`. A preprocessor brings its own settings (one without a bound of its own
+            is still held to `max_length` by the check below: a longer text fails, uncut).
         jax2tf_kwargs: JAX only, extra arguments for `jax2tf.convert`, e.g.
             `{"native_serialization_platforms": ("cpu", "cuda")}` to serve on GPU and CPU.
         verbose: print the signatures written.
+        max_length: the longest token sequence any signature takes: `serving_default` refuses a
+            longer `input_ids` (InvalidArgumentError), string-in signatures truncate to it.
+            Default: the tokenizer's model_max_length, else the config's max_position_embeddings
+            (512 for DeBERTa), never more than an absolute position table holds.
 
     Returns:
         `filepath`.
@@ -134,9 +148,10 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
     if "://" in filepath:
         raise ValueError(f"export writes to a local directory (it renames into place), got {filepath!r}")
     _check_target(filepath, overwrite)
+    max_length = _export_max_length(model, preprocessor, max_length)
     text_preprocessor = None
     if preprocessor is not None:
-        text_preprocessor = _as_preprocessor(model, preprocessor, sequence_length)
+        text_preprocessor = _as_preprocessor(model, preprocessor, sequence_length, max_length)
     elif sequence_length is not None:
         raise ValueError("sequence_length only applies to a string-in export: pass preprocessor= as well")
     backend = keras.backend.backend()
@@ -145,9 +160,9 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
 
     with _staging_directory(filepath) as staging:
         if backend in ("tensorflow", "jax"):
-            _export_in_process(model, staging, text_preprocessor, jax2tf_kwargs=jax2tf_kwargs)
+            _export_in_process(model, staging, text_preprocessor, jax2tf_kwargs=jax2tf_kwargs, max_length=max_length)
         elif backend == "torch":
-            _export_through_tensorflow(model, staging, text_preprocessor)
+            _export_through_tensorflow(model, staging, text_preprocessor, max_length=max_length)
         else:
             raise ValueError(f"SavedModel export is not available on the {backend} backend")
         _install(staging, filepath, overwrite)
@@ -176,8 +191,27 @@ def _check_target(path, overwrite):
         raise FileExistsError(f"export target {path!r} is {what}; pass overwrite=True to replace it")
 
 
-def _as_preprocessor(model, preprocessor, sequence_length):
-    """A tokenizer or in-graph preprocessor -> the model family's in-graph preprocessor."""
+def _export_max_length(model, preprocessor, max_length):
+    """The export's bound on the length: given, or the default of presets/sequence_limits.py."""
+    hard = model.export_max_length()
+    if max_length is None:
+        tokenizer = getattr(preprocessor, "tokenizer", preprocessor)  # an in-graph layer holds its tokenizer
+        max_length = default_max_length(model, tokenizer)
+        if max_length is None:
+            raise ValueError(f"{type(model).__name__}: neither its tokenizer nor its config names a length "
+                             "limit; pass max_length=")
+        return max_length
+    if isinstance(max_length, bool) or int(max_length) != max_length or max_length < 1:
+        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+    if hard is not None and max_length > hard:
+        raise ValueError(f"max_length {max_length} is longer than the {hard} positions of "
+                         f"{type(model).__name__}'s absolute position table")
+    return int(max_length)
+
+
+def _as_preprocessor(model, preprocessor, sequence_length, max_length):
+    """A tokenizer or in-graph preprocessor -> the model family's in-graph preprocessor, which
+    truncates to `max_length` when it is built here."""
     supported = tuple(getattr(model, "export_text_signatures", ()))
     cls = getattr(model, "preprocessor_class", None)
     if not supported or cls is None:
@@ -192,8 +226,12 @@ def _as_preprocessor(model, preprocessor, sequence_length):
     if isinstance(preprocessor, keras.layers.Layer):
         raise TypeError(f"{type(model).__name__} takes a {cls.__name__} (or its tokenizer) as preprocessor, "
                         f"got a {type(preprocessor).__name__}")
+    if sequence_length is not None and sequence_length > max_length:
+        raise ValueError(f"sequence_length {sequence_length} is longer than max_length {max_length}")
     try:
-        return cls(preprocessor, sequence_length=sequence_length)
+        if sequence_length is not None:
+            return cls(preprocessor, sequence_length=sequence_length)
+        return cls(preprocessor, max_length=max_length)
     except TypeError as error:
         raise TypeError(f"preprocessor for {type(model).__name__}: {error} "
                         f"(or a {cls.__name__}), got {type(preprocessor).__name__}") from None
@@ -219,7 +257,7 @@ def polymorphic_constraints(model):
     return [] if max_length is None else [f"length <= {int(max_length)}"]
 
 
-def _input_checks(model, inputs):
+def _input_checks(model, inputs, max_length):
     """TensorFlow asserts of the signature's inputs (see the module docstring)."""
     import tensorflow as tf
 
@@ -235,15 +273,13 @@ def _input_checks(model, inputs):
             checks.append(tf.debugging.assert_non_negative(value, message=f"{name} must be >= 0"))
             checks.append(tf.debugging.assert_less(
                 value, tf.constant(int(upper), value.dtype), message=f"{name} must be < {int(upper)}"))
-    max_length = model.export_max_length()
-    if max_length is not None:
-        checks.append(tf.debugging.assert_less_equal(
-            tf.shape(ids)[-1], int(max_length),
-            message=f"sequence length must be <= {int(max_length)} (max_position_embeddings)"))
+    checks.append(tf.debugging.assert_less_equal(
+        tf.shape(ids)[-1], int(max_length),
+        message=f"input_ids: sequence length must be <= {int(max_length)} (this export's max_length)"))
     return checks
 
 
-def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=None):
+def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=None, *, max_length):
     import tensorflow as tf
     from keras import ops
 
@@ -275,7 +311,7 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
             archive._endpoint_names.remove("unchecked_forward")
 
         def checked(inputs):
-            with tf.control_dependencies(_input_checks(model, inputs)):
+            with tf.control_dependencies(_input_checks(model, inputs, max_length)):
                 inputs = {name: tf.identity(value) for name, value in inputs.items()}
             return unchecked(inputs)
 
@@ -312,12 +348,12 @@ def _add_text_signatures(archive, model, preprocessor, checked):
 
 
 # --- PyTorch: export in a TensorFlow subprocess --------------------------------------------------
-def _export_through_tensorflow(model, directory, text_preprocessor=None):
+def _export_through_tensorflow(model, directory, text_preprocessor=None, *, max_length):
     """Saves the model (.keras) and preprocessor, and exports them in a KERAS_BACKEND=tensorflow
     subprocess of this interpreter."""
     with tempfile.TemporaryDirectory(prefix="keras-export-") as scratch:
         spec = {"model_file": os.path.join(scratch, "model.keras"),
-                "model_module": type(model).__module__, "output": directory}
+                "model_module": type(model).__module__, "output": directory, "max_length": max_length}
         model.save(spec["model_file"])
         if text_preprocessor is not None:
             tokenizer_dir = os.path.join(scratch, "tokenizer")
@@ -326,6 +362,7 @@ def _export_through_tensorflow(model, directory, text_preprocessor=None):
                 "module": type(text_preprocessor).__module__, "class": type(text_preprocessor).__name__,
                 "tokenizer_dir": tokenizer_dir,
                 "kwargs": {"sequence_length": text_preprocessor.sequence_length,
+                           "max_length": text_preprocessor.max_length,
                            "truncation": text_preprocessor.truncation,
                            "dtype": text_preprocessor.output_dtype},
             }
@@ -365,7 +402,7 @@ def _export_from_spec(spec_file):
         pre = spec["preprocessor"]
         cls = getattr(importlib.import_module(pre["module"]), pre["class"])
         text_preprocessor = cls.from_pretrained(pre["tokenizer_dir"], **pre["kwargs"])
-    _export_in_process(model, spec["output"], text_preprocessor)
+    _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
 
 
 # --- atomic write --------------------------------------------------------------------------------

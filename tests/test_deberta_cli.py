@@ -77,9 +77,9 @@ def test_run_reads_stdin_lines_and_prints_transformers_fill_mask(checkpoints):
 
     hf_model, hf_tokenizer, directory = checkpoints["mlm"]
     texts = ["the film was [MASK] .", "a [MASK] and moving story about two friends"]
-    # A blank line is skipped; --batch-size 1 makes two pipeline calls whose lines come out in order.
+    # --batch-size 1 makes two pipeline calls whose lines come out in order.
     done = cli("run", "--task", "fill-mask", "--model", directory, "--top-k", "3", "--batch-size", "1",
-               stdin=texts[0] + "\n\n" + texts[1] + "\n")
+               stdin="\n".join(texts) + "\n")
     assert done.returncode == 0, done.stderr
     got = [json.loads(line) for line in done.stdout.splitlines()]
     reference = transformers.pipeline("fill-mask", model=hf_model, tokenizer=hf_tokenizer)
@@ -181,6 +181,15 @@ def test_user_errors_are_one_line_without_a_traceback(args, message, capsys):
     err = capsys.readouterr().err
     assert status == 1, err
     assert message in err and err.startswith("keras_deberta: error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_long_text_is_truncated_or_with_no_truncation_refused_on_its_line():
+    text = "a thoroughly enjoyable film with a clever plot , " * 60  # ~600 tokens, past the 512 limit
+    status, got = run_in_process("run", "--task", "sentiment-analysis", text, "a fine film")
+    assert status == 0 and [g["label"] for g in got] == ["POSITIVE", "POSITIVE"]
+    status, got = run_in_process("run", "--task", "sentiment-analysis", "--no-truncation", text, "a fine film")
+    assert status == 1 and got[1]["label"] == "POSITIVE"
+    assert got[0]["line"] == 1 and "tokens long, more than the 512 this model takes" in got[0]["error"]
 
 
 def test_errors_exit_non_zero_from_a_real_process():

@@ -40,14 +40,16 @@ def test_run_reads_stdin_and_prints_transformers_results(checkpoint):
 
     directory, hf_model, hf_tok = checkpoint
     prompts = ["The quick brown fox", "Who art thou? I am a tokenizer", "Keras"]
-    # One batch (one compiled loop); batching of stdin lines is tested with the stub family below.
+    # One batch (one compiled loop); batching of stdin lines is tested with the stub family below. A
+    # blank line gets an error record in its place, so output line n answers input line n.
     done = cli("run", "--task", "text-generation", "--model", directory, "--max-new-tokens", str(NEW), "--greedy",
-               "--batch-size", "3", stdin="\n".join(prompts[:2]) + "\n\n" + prompts[2] + "\n")
-    assert done.returncode == 0, done.stderr
+               "--batch-size", "4", stdin="\n".join(prompts[:2]) + "\n\n" + prompts[2] + "\n")
+    assert done.returncode == 1, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     ref = transformers.pipeline("text-generation", model=hf_model, tokenizer=hf_tok)(
         prompts, do_sample=False, max_new_tokens=NEW)
-    assert lines == ref  # one JSON line per non-blank stdin line, in order
+    assert lines == ref[:2] + [{"error": "empty line", "line": 3}] + ref[2:]
+    assert "keras_deepseek: error: 1 input(s) failed" in done.stderr
 
 
 def test_convert_writes_a_keras_file_holding_the_checkpoint(checkpoint, tmp_path):
@@ -135,11 +137,11 @@ def test_generic_cli_batches_stdin_and_prints_json_lines(capsys):
     calls = []
     out = io.StringIO()
     status = main(_stub_family(calls), ["run", "--task", "shout", "--model", "m", "--batch-size", "2", "--shout"],
-                  stdin=io.StringIO("ab\n\n  \nc d\r\néé\n"), stdout=out)
+                  stdin=io.StringIO("ab\n  \nc d\r\néé\n"), stdout=out)
     assert status == 0
     assert [json.loads(line) for line in out.getvalue().splitlines()] == [
-        [{"upper": "AB", "n": 2}], [{"upper": "C D", "n": 3}], [{"upper": "ÉÉ", "n": 2}]]
-    assert calls == [(["ab", "c d"], {"shout": True}), (["éé"], {"shout": True})]
+        [{"upper": "AB", "n": 2}], [{"upper": "  ", "n": 2}], [{"upper": "C D", "n": 3}], [{"upper": "ÉÉ", "n": 2}]]
+    assert calls == [(["ab", "  "], {"shout": True}), (["c d", "éé"], {"shout": True})]
     # Positional texts go in one call, stdin unread.
     calls.clear()
     assert main(_stub_family(calls), ["run", "--task", "shout", "--model", "m", "x", "y"],
@@ -153,7 +155,7 @@ def test_generic_cli_errors(capsys, tmp_path):
     family = _stub_family([])
     assert main(family, ["run", "--task", "sing", "--model", "m", "x"]) == 1
     assert capsys.readouterr().err.strip() == "stub: error: unknown task 'sing'; stub supports: shout, whisper"
-    assert main(family, ["run", "--task", "shout", "--model", "m"], stdin=io.StringIO("\n \n")) == 1
+    assert main(family, ["run", "--task", "shout", "--model", "m"], stdin=io.StringIO("")) == 1
     assert "no input" in capsys.readouterr().err
     assert main(family, ["convert", "--model", "nowhere", "--output", str(tmp_path / "x.keras")]) == 1
     assert capsys.readouterr().err.strip() == "stub: error: no model at nowhere"

@@ -76,8 +76,7 @@ def test_bad_inputs_fail_clearly(gen, checkpoint, tmp_path):
         pipeline("summarization", model=checkpoint[0])
     with pytest.raises(ValueError, match="empty prompt"):
         gen("", max_new_tokens=NEW)
-    with pytest.raises(ValueError, match="input list is empty"):
-        gen([], max_new_tokens=NEW)
+    assert gen([], max_new_tokens=NEW) == []  # no prompts, no answers (as keras_deberta's pipelines)
     with pytest.raises(TypeError, match="input 1 is a int"):
         gen(["fine", 3], max_new_tokens=NEW)
     with pytest.raises(CheckpointNotFoundError, match="no config.json"):
@@ -108,3 +107,25 @@ def test_generation_config_json_sets_defaults(checkpoint, tmp_path):
                                                                   "top_p": None, "bos_token_id": 1}))
     gen = pipeline("text-generation", model=str(directory), max_new_tokens=4)
     assert gen.generation_defaults == {"do_sample": False, "max_new_tokens": 4, "temperature": 0.7}
+
+
+def test_a_prompt_past_the_position_table_keeps_its_end_as_transformers_hole(gen, checkpoint):
+    """The config's max_position_embeddings bounds prompt + new tokens; a longer prompt keeps its
+    last tokens, as transformers' handle_long_generation="hole" (whose bound is the tokenizer's
+    model_max_length: set to the same value here)."""
+    import transformers
+
+    from keras_deepseek import InputTooLongError
+
+    directory, hf_model, _ = checkpoint
+    limit = gen.model.config.max_position_embeddings
+    prompt = " ".join(PROMPTS * 6)
+    assert len(gen.tokenizer(prompt)["input_ids"]) > limit
+    hf_tok = transformers.AutoTokenizer.from_pretrained(directory, model_max_length=limit)
+    ref = transformers.pipeline("text-generation", model=hf_model, tokenizer=hf_tok)(
+        prompt, do_sample=False, max_new_tokens=NEW, handle_long_generation="hole")
+    assert gen(prompt, do_sample=False, max_new_tokens=NEW) == ref
+    with pytest.raises(InputTooLongError, match=f"more than the {limit - NEW} this model takes"):
+        gen(prompt, do_sample=False, max_new_tokens=NEW, truncation=False)
+    with pytest.raises(ValueError, match="leaves no room for a prompt"):
+        gen("Who", do_sample=False, max_new_tokens=limit)

@@ -21,6 +21,7 @@ import keras_deepseek as ks
 from conftest import SHARED_DATA
 from deepseek_reference import LITE
 from hf_reference import TINY_V1, TINY_V2, V1_VARIANTS, V2_VARIANTS, assert_close
+from presets.export import export_saved_model
 
 pytest.importorskip("tensorflow")
 
@@ -30,8 +31,11 @@ SPM = os.path.join(SHARED_DATA, "vocab", "deberta-v3", "spm.model")
 TEXT_READY = os.path.isfile(SPM) and all(importlib.util.find_spec(m) for m in ("tensorflow_text", "keras_hub"))
 SHAPES = ((2, 5), (3, 9))  # (batch, length): two calls of one signature at different shapes
 CHOICES = 2
-TEXTS = ["The movie was great!", "I did not like it at all, sadly.", "ok"]
-TEXT_PAIRS = ["Fine.", "What a waste of time", "Good acting and a clever plot"]
+# The last text is longer than the default max_length (64: TINY_V2's max_position_embeddings, the
+# tokenizer naming no limit): the string-in signatures truncate it in-graph.
+TEXTS = ["The movie was great!", "I did not like it at all, sadly.", "ok",
+         "A long review that goes on and on about the plot, " * 8]
+TEXT_PAIRS = ["Fine.", "What a waste of time", "Good acting and a clever plot", "Fine, " * 40]
 V3_VOCAB = 128100  # the real deberta-v3 vocabulary: [MASK] = 128000 after the 128,000 pieces
 
 
@@ -61,6 +65,8 @@ TORCH_FAST = ("v2_sequence_classification", "deepseek_causal_lm")
 SLOW = ("v2_token_classification",)
 # Cases exported with the v3 tokenizer, and whether they have the text-pair signature.
 TEXT_CASES = {"v2_sequence_classification": True, "v2_token_classification": False}
+# Cases exported with an explicit max_length (the others get the default: the config's 64 positions).
+EXPORT_MAX_LENGTH = {"v2_question_answering": 12}
 
 
 def _active(name):
@@ -159,7 +165,7 @@ def _saved_model_cli():
     return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
-def _bad_feeds(model, feed):
+def _bad_feeds(model, feed, max_length):
     """Inputs each signature must reject (name -> feed), derived from a good feed."""
     config = model.config
     bad = {}
@@ -174,9 +180,9 @@ def _bad_feeds(model, feed):
         types = feed["token_type_ids"].copy()
         types[0, ..., 1] = config.type_vocab_size
         bad["token_type_ids_too_large"] = dict(feed, token_type_ids=types)
-    if getattr(config, "position_biased_input", False):
-        n = config.max_position_embeddings + 1
-        bad["too_long"] = {k: np.zeros(v.shape[:-1] + (n,), dtype="int32") for k, v in feed.items()}
+    # Every export is bounded, relative-position models included: one token past its max_length.
+    n = max_length + 1
+    bad["too_long"] = {k: np.zeros(v.shape[:-1] + (n,), dtype="int32") for k, v in feed.items()}
     return bad
 
 
@@ -196,8 +202,12 @@ def exported(tmp_path_factory):
         kwargs = {}
         if name in TEXT_CASES and TEXT_READY:
             kwargs["preprocessor"] = _v3_tokenizer(str(tmp_path_factory.mktemp("v3_tokenizer")))
+        max_length = EXPORT_MAX_LENGTH.get(name, model.config.max_position_embeddings)
         try:
-            model.export(path, **kwargs)
+            if name in EXPORT_MAX_LENGTH:
+                export_saved_model(model, path, max_length=max_length, **kwargs)
+            else:
+                model.export(path, **kwargs)
         except Exception as error:  # reported by the case's test
             results[name] = {"error": error}
             continue
@@ -205,7 +215,7 @@ def exported(tmp_path_factory):
                          "want": [_keras_outputs(model, f) for f in feeds], **kwargs}
         plan[name] = {"path": path, "feeds": [{k: v.tolist() for k, v in f.items()} for f in feeds],
                       "bad_feeds": {k: {n: v.tolist() for n, v in f.items()}
-                                    for k, f in _bad_feeds(model, feeds[0]).items()}}
+                                    for k, f in _bad_feeds(model, feeds[0], max_length).items()}}
         if "preprocessor" in kwargs:
             plan[name].update(texts=TEXTS, text_pairs=TEXT_PAIRS if TEXT_CASES[name] else None)
     plan_file, report_file = str(root / "plan.json"), str(root / "report.json")
@@ -255,7 +265,8 @@ def test_out_of_range_inputs_fail_with_a_named_error(exported, name):
     errors = seen["errors"]
     expected = {"input_ids_too_large": "input_ids must be <", "input_ids_negative": "input_ids must be >= 0",
                 "mask_shape": "attention_mask must have the shape of input_ids",
-                "token_type_ids_too_large": "token_type_ids must be <", "too_long": "sequence length must be <="}
+                "token_type_ids_too_large": "token_type_ids must be <",
+                "too_long": "input_ids: sequence length must be <= "}
     assert errors, "no bad inputs were tried"
     for label, message in errors.items():
         assert message is not None, f"{name}: {label} was accepted"
@@ -278,9 +289,12 @@ def test_saved_model_cli_lists_the_signatures(exported):
 def test_string_signatures_equal_python_tokenizer_and_keras(exported, name):
     result, seen = _case(exported, name)
     tokenizer, model = result["preprocessor"], result["model"]
-    signatures = {"text": tokenizer(TEXTS, padding=True, return_tensors="np")}
+    limit = model.config.max_position_embeddings  # the default max_length: the tokenizer names none
+    signatures = {"text": tokenizer(TEXTS, padding=True, truncation=True, max_length=limit, return_tensors="np")}
+    assert signatures["text"]["input_ids"].shape[1] == limit  # the long text was cut
     if TEXT_CASES[name]:
-        signatures["text_pair"] = tokenizer(TEXTS, TEXT_PAIRS, padding=True, return_tensors="np")
+        signatures["text_pair"] = tokenizer(TEXTS, TEXT_PAIRS, padding=True, truncation=True, max_length=limit,
+                                            return_tensors="np")
     else:
         assert "serve_text_pair" not in seen["signatures"]
     for key, encoding in signatures.items():
@@ -328,6 +342,12 @@ def test_bad_arguments_are_named(small_model, tmp_path):
     classifier = kd.TFDebertaV2ForSequenceClassification(kd.DebertaV2Config(**TINY_V2))
     with pytest.raises(TypeError, match="DebertaV2Tokenizer"):
         classifier.export(str(tmp_path / "a"), tokenizer=object())
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="max_length must be a positive integer"):
+            export_saved_model(small_model, str(tmp_path / "a"), max_length=bad)
+    absolute = kd.TFDebertaModel(kd.DebertaConfig(**dict(TINY_V1, **V1_VARIANTS["absolute_token_types"])))
+    with pytest.raises(ValueError, match="longer than the 64 positions"):
+        export_saved_model(absolute, str(tmp_path / "a"), max_length=65)
     assert not os.listdir(tmp_path)  # nothing was written
 
 

@@ -1,0 +1,71 @@
+"""Which model class and tokenizer a pipeline loads from a checkpoint, and whether a given pair fits."""
+
+import os
+
+from presets.errors import CheckpointNotFoundError
+from presets.io import read_json_object
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+# Tasks that have a default model shipped inside the package (no network needed).
+DEFAULT_MODELS = {"text-classification": os.path.join(ASSETS, "sst2-tiny")}
+
+
+def _model_classes(task):
+    """(DeBERTa-v2 class, DeBERTa v1 class) for a task."""
+    import keras_deberta as kd
+
+    return {
+        "fill-mask": (kd.TFDebertaV2ForMaskedLM, kd.TFDebertaForMaskedLM),
+        "text-classification": (kd.TFDebertaV2ForSequenceClassification, kd.TFDebertaForSequenceClassification),
+        "zero-shot-classification": (kd.TFDebertaV2ForSequenceClassification,
+                                     kd.TFDebertaForSequenceClassification),
+        "token-classification": (kd.TFDebertaV2ForTokenClassification, kd.TFDebertaForTokenClassification),
+        "question-answering": (kd.TFDebertaV2ForQuestionAnswering, kd.TFDebertaForQuestionAnswering),
+    }[task]
+
+
+def checkpoint_model_type(directory):
+    """config.json's model_type ("deberta" or "deberta-v2") of a checkpoint directory."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointNotFoundError(f"{directory}: no config.json, so not a model checkpoint directory")
+    model_type = read_json_object(path, CheckpointNotFoundError).get("model_type")
+    if model_type not in ("deberta", "deberta-v2"):
+        raise ValueError(f"{directory} holds a {model_type!r} checkpoint; keras_deberta pipelines need "
+                         "'deberta' or 'deberta-v2'")
+    return model_type
+
+
+def load_model_for_task(task, name_or_path):
+    """(model, directory): the task's class for the checkpoint's model_type, from_pretrained."""
+    from presets.hub import resolve_checkpoint_dir
+
+    directory = resolve_checkpoint_dir(name_or_path)
+    v2_class, v1_class = _model_classes(task)
+    cls = v2_class if checkpoint_model_type(directory) == "deberta-v2" else v1_class
+    return cls.from_pretrained(directory), directory
+
+
+def load_tokenizer(directory, model_type):
+    from keras_deberta import DebertaTokenizer, DebertaV2Tokenizer
+
+    return (DebertaV2Tokenizer if model_type == "deberta-v2" else DebertaTokenizer).from_pretrained(directory)
+
+
+def model_family(model):
+    return "deberta-v2" if type(model).__name__.startswith("TFDebertaV2") else "deberta"
+
+
+def check_tokenizer_fits(model, tokenizer):
+    """A tokenizer from another checkpoint gives ids the embedding table lacks, or wrong ones."""
+    from keras_deberta import DebertaTokenizer, DebertaV2Tokenizer
+
+    family = model_family(model)
+    expected = DebertaV2Tokenizer if family == "deberta-v2" else DebertaTokenizer
+    other = DebertaTokenizer if family == "deberta-v2" else DebertaV2Tokenizer
+    if isinstance(tokenizer, other) and not isinstance(tokenizer, expected):
+        raise ValueError(f"a {type(tokenizer).__name__} does not belong to a {family!r} model "
+                         f"({type(model).__name__}): pass a {expected.__name__}")
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} ids but the model's vocab_size is "
+                         f"{model.config.vocab_size}: they are from different checkpoints")
