@@ -2,7 +2,15 @@
 
 import os
 
+from keras_deberta.modeling_deberta import (TFDebertaForMaskedLM, TFDebertaForQuestionAnswering,
+                                            TFDebertaForSequenceClassification, TFDebertaForTokenClassification)
+from keras_deberta.modeling_deberta_v2 import (TFDebertaV2ForMaskedLM, TFDebertaV2ForQuestionAnswering,
+                                               TFDebertaV2ForSequenceClassification,
+                                               TFDebertaV2ForTokenClassification)
+from keras_deberta.tokenization_deberta import DebertaTokenizer
+from keras_deberta.tokenization_deberta_v2 import DebertaV2Tokenizer
 from presets.errors import CheckpointNotFoundError
+from presets.hub import resolve_checkpoint_dir
 from presets.io import read_json_object
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
@@ -12,15 +20,12 @@ DEFAULT_MODELS = {"text-classification": os.path.join(ASSETS, "sst2-tiny")}
 
 def _model_classes(task):
     """(DeBERTa-v2 class, DeBERTa v1 class) for a task."""
-    import keras_deberta as kd
-
     return {
-        "fill-mask": (kd.TFDebertaV2ForMaskedLM, kd.TFDebertaForMaskedLM),
-        "text-classification": (kd.TFDebertaV2ForSequenceClassification, kd.TFDebertaForSequenceClassification),
-        "zero-shot-classification": (kd.TFDebertaV2ForSequenceClassification,
-                                     kd.TFDebertaForSequenceClassification),
-        "token-classification": (kd.TFDebertaV2ForTokenClassification, kd.TFDebertaForTokenClassification),
-        "question-answering": (kd.TFDebertaV2ForQuestionAnswering, kd.TFDebertaForQuestionAnswering),
+        "fill-mask": (TFDebertaV2ForMaskedLM, TFDebertaForMaskedLM),
+        "text-classification": (TFDebertaV2ForSequenceClassification, TFDebertaForSequenceClassification),
+        "zero-shot-classification": (TFDebertaV2ForSequenceClassification, TFDebertaForSequenceClassification),
+        "token-classification": (TFDebertaV2ForTokenClassification, TFDebertaForTokenClassification),
+        "question-answering": (TFDebertaV2ForQuestionAnswering, TFDebertaForQuestionAnswering),
     }[task]
 
 
@@ -38,8 +43,6 @@ def checkpoint_model_type(directory):
 
 def load_model_for_task(task, name_or_path):
     """(model, directory): the task's class for the checkpoint's model_type, from_pretrained."""
-    from presets.hub import resolve_checkpoint_dir
-
     directory = resolve_checkpoint_dir(name_or_path)
     v2_class, v1_class = _model_classes(task)
     cls = v2_class if checkpoint_model_type(directory) == "deberta-v2" else v1_class
@@ -47,8 +50,6 @@ def load_model_for_task(task, name_or_path):
 
 
 def load_tokenizer(directory, model_type):
-    from keras_deberta import DebertaTokenizer, DebertaV2Tokenizer
-
     return (DebertaV2Tokenizer if model_type == "deberta-v2" else DebertaTokenizer).from_pretrained(directory)
 
 
@@ -58,8 +59,6 @@ def model_family(model):
 
 def check_tokenizer_fits(model, tokenizer):
     """A tokenizer from another checkpoint gives ids the embedding table lacks, or wrong ones."""
-    from keras_deberta import DebertaTokenizer, DebertaV2Tokenizer
-
     family = model_family(model)
     expected = DebertaV2Tokenizer if family == "deberta-v2" else DebertaTokenizer
     other = DebertaTokenizer if family == "deberta-v2" else DebertaV2Tokenizer
