@@ -117,8 +117,10 @@ def _keras_outputs(model, feed):
 
 
 def _v3_tokenizer(directory):
+    # transformers' "no limit" sentinel: the tokenizer names no length, so the export's default
+    # max_length is the config's (without it the tokenizer would fall back to DeBERTa's 512).
     shutil.copy(SPM, os.path.join(directory, "spm.model"))
-    return kd.DebertaV2Tokenizer.from_pretrained(directory)
+    return kd.DebertaV2Tokenizer.from_pretrained(directory, model_max_length=int(1e30))
 
 
 # The verification process: TensorFlow only. It writes what it saw to a JSON file.

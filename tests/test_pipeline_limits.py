@@ -49,8 +49,8 @@ def checkpoints(tmp_path_factory):
     }
     built = {}
     for seed, (name, (cls, extra, tokenizer_limit, positions)) in enumerate(specs.items()):
-        tokenizer = DebertaV2Tokenizer.from_pretrained(DEFAULT, **(
-            {"model_max_length": tokenizer_limit} if tokenizer_limit else {}))
+        # No tokenizer limit: transformers' "no limit" sentinel (the built-in assets name 512).
+        tokenizer = DebertaV2Tokenizer.from_pretrained(DEFAULT, model_max_length=tokenizer_limit or int(1e30))
         config = hf_config(**V2_VARIANTS["v3_like"], vocab_size=len(tokenizer), max_position_embeddings=positions,
                            **extra)
         model = build_hf_model(config, cls, seed=seed)
@@ -108,7 +108,9 @@ def test_text_classification_truncates_to_the_tokenizer_limit_as_transformers(ch
 
 def test_without_a_tokenizer_limit_the_config_length_bounds_the_input(checkpoints):
     ours = _ours(checkpoints, "text-classification", "cls_config")
-    assert ours.tokenizer.model_max_length > 10**20  # transformers' "no limit" sentinel
+    # Its tokenizer_config holds transformers' "no limit" sentinel, so the tokenizer falls back to
+    # config.json's max_position_embeddings.
+    assert ours.tokenizer.model_max_length == LIMIT
     assert ours.max_length == LIMIT
     got = ours(LONG, top_k=None)
     want = _hf(checkpoints, "text-classification", "cls_config")(LONG, top_k=None, truncation=True,
