@@ -9,12 +9,13 @@ Heads, checkpoint names and losses are those of transformers' DeBERTa classes.
 import keras
 from keras import ops
 
-from keras_deberta import heads
+from keras_deberta import heads, layout
 from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
 from presets.mapping import add_dense_specs, add_layer_norm_specs
+from presets.layout import LayoutMapMixin
 from presets.pretrained import TFPreTrainedModel
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -31,8 +32,12 @@ def _dense(units, config, name):
     )
 
 
-class DebertaTaskModel(TFPreTrainedModel):
+class DebertaTaskModel(LayoutMapMixin, TFPreTrainedModel):
     """A DeBERTa main layer (`self.deberta`) plus the head a mixin defines."""
+
+    # keras.distribution: `get_layout_map(device_mesh, ...)` from these rules (keras_deberta/layout.py).
+    layout_rules = layout.LAYOUT_RULES
+    layout_counts = staticmethod(layout.layout_counts)
 
     base_model_prefix = "deberta"
     main_layer_class = None

@@ -8,10 +8,12 @@ from keras import ops
 
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
 from keras_deepseek.decoder import DeepseekV2MainLayer, weight_initializer
+from keras_deepseek import layout
 from keras_deepseek.generation import GenerationMixin
 from keras_deepseek.weight_map import decoder_weight_specs
 from layers.embeddings import embedding_table
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
+from presets.layout import LayoutMapMixin
 from presets.pretrained import TFPreTrainedModel
 
 DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")
@@ -20,8 +22,11 @@ _register = keras.saving.register_keras_serializable(package="keras_deepseek")
 
 
 @_register
-class TFDeepseekV2PreTrainedModel(TFPreTrainedModel):
+class TFDeepseekV2PreTrainedModel(LayoutMapMixin, TFPreTrainedModel):
     config_class = DeepseekV2Config
+    # keras.distribution: `get_layout_map(device_mesh, ...)` from these rules (keras_deepseek/layout.py).
+    layout_rules = layout.LAYOUT_RULES
+    layout_counts = staticmethod(layout.layout_counts)
     base_model_prefix = "model"
     ignorable_checkpoint_keys = (r"rotary_emb\.(original_)?inv_freq$",)
     # enable_lora(): adapters on MLA's projections (q_proj without q_lora, else q_a_proj / q_b_proj);
