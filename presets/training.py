@@ -1,9 +1,23 @@
 """How Keras' `fit` / `evaluate` see an HF-style model: the model's own loss when compiled without
 one (as HF's TF models trained), ordinary Keras losses and metrics on the primary outputs."""
 
+import keras
 from keras import ops
 
 from layers.model_io import ModelOutput
+
+
+def _per_replica(loss):
+    """The model's own loss as one replica's share under tf.distribute (MirroredStrategy): the
+    replicas' gradients are summed, so each loss is divided by their number, as Keras does for
+    compiled losses (its helper for it is private). Unchanged on JAX and PyTorch."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / ops.cast(replicas, loss.dtype)
+    return loss
 
 
 class TrainingHooksMixin:
@@ -54,7 +68,7 @@ class TrainingHooksMixin:
                     )
                 for extra in self.losses:  # regularisers and add_loss terms
                     loss = loss + ops.cast(extra, loss.dtype)
-                return loss
+                return _per_replica(loss)
             y_pred = self._keras_view(y_pred)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
