@@ -14,8 +14,8 @@ from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
 from layers.model_io import ModelOutput, check_index_range, check_same_shape, unpack_inputs
-from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.layout import LayoutMapMixin
+from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.pretrained import TFPreTrainedModel
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")

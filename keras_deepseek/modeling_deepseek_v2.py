@@ -6,9 +6,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepseek import layout
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
 from keras_deepseek.decoder import DeepseekV2MainLayer, weight_initializer
-from keras_deepseek import layout
 from keras_deepseek.generation import GenerationMixin
 from keras_deepseek.weight_map import decoder_weight_specs
 from layers.embeddings import embedding_table
