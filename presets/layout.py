@@ -124,11 +124,6 @@ def layout_map_from_rules(device_mesh, rules, *, model, data=None, expert=None):
     return layout_map
 
 
-def is_tensor_rule(pattern):
-    """Whether a layout-map key lays out a layer's output rather than a variable."""
-    return pattern.endswith("/output")
-
-
 # --- checks ----------------------------------------------------------------------------------------
 def _mesh_sizes(layout):
     mesh = layout.device_mesh
