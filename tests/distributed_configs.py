@@ -12,6 +12,11 @@ DEBERTA_V2 = dict(  # v3-like relative attention with log buckets, plus v2-xlarg
     share_att_key=True, pos_att_type="p2c|c2p", position_biased_input=False, conv_kernel_size=3,
     conv_act="gelu", num_labels=2,
 )
+DEBERTA_V1 = dict(  # fused in_proj + q_bias / v_bias, talking heads, a relative span and absolute positions
+    vocab_size=99, hidden_size=64, num_hidden_layers=1, num_attention_heads=8, intermediate_size=128,
+    max_position_embeddings=64, type_vocab_size=0, relative_attention=True, max_relative_positions=8,
+    pos_att_type="c2p|p2c", talking_head=True, position_biased_input=True, num_labels=2,
+)
 DEEPSEEK = dict(  # q LoRA, MoE with 8 routed experts and a shared expert
     vocab_size=128, hidden_size=64, intermediate_size=64, moe_intermediate_size=16, num_attention_heads=8,
     kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8, max_position_embeddings=64,

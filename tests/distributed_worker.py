@@ -30,7 +30,7 @@ if BACKEND == "jax":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from distributed_configs import DEBERTA_V2, DEEPSEEK, batches  # noqa: E402
+from distributed_configs import DEBERTA_V1, DEBERTA_V2, DEEPSEEK, batches  # noqa: E402
 
 REPORT = {}
 TOLERANCE = 1e-5  # relative, against the single-device result
@@ -142,6 +142,26 @@ def run_jax():
             assert logits <= TOLERANCE, f"logits differ by {logits:.2e} (relative)"
             assert weights <= TOLERANCE, f"updated weight {where} differs by {weights:.2e} (relative)"
             return {"detail": f"logits {logits:.1e}, weights {weights:.1e}"}
+
+    @check("deberta_v1/model_parallel_2x4_forward")
+    def _():
+        """v1's fused in_proj (+ q_bias, v_bias) and talking heads split by the same map."""
+        from keras_deberta import DebertaConfig, TFDebertaForSequenceClassification
+
+        config = DebertaConfig(**DEBERTA_V1)
+        keras.utils.set_random_seed(0)
+        single = TFDebertaForSequenceClassification(config)
+        single.save_pretrained(os.path.join(work, "deberta_v1"))
+        want = single.predict(x, batch_size=8, verbose=0)["logits"]
+        mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices)
+        layout_map = TFDebertaForSequenceClassification.get_layout_map(mesh)
+        with keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch").scope():
+            model = TFDebertaForSequenceClassification.from_pretrained(os.path.join(work, "deberta_v1"))
+            logits = relative_difference(model.predict(x, batch_size=8, verbose=0)["logits"], want)
+            shard = model.deberta.encoder_layers[0].attention.in_proj.kernel.value.addressable_shards[0].data.shape
+        assert shard == (64, 48), shard
+        assert logits <= TOLERANCE, f"logits differ by {logits:.2e} (relative)"
+        return {"detail": f"logits {logits:.1e}; in_proj (64, 192) holds (64, 48) per device"}
 
     mesh_1x8 = keras.distribution.DeviceMesh((1, 8), ("batch", "model"), devices)
     layout_1x8 = TFDeepseekV2ForCausalLM.get_layout_map(mesh_1x8)

@@ -170,7 +170,8 @@ def test_assign_from_host_on_one_device_is_assign():
 # --- multi-device runs in a subprocess -----------------------------------------------------------------
 _JAX_CHECKS = [f"{family}/{name}" for family in ("deepseek", "deberta")
                for name in ("data_parallel_8", "model_parallel_1x8", "model_parallel_2x4")] + [
-    "deepseek/experts_split_and_loaded_in_shards", "deepseek/latent_cache_split_along_batch",
+    "deberta_v1/model_parallel_2x4_forward", "deepseek/experts_split_and_loaded_in_shards",
+    "deepseek/latent_cache_split_along_batch",
     "bad_mesh_names_the_variable"]
 CHECKS = {
     "jax": _JAX_CHECKS,
