@@ -9,7 +9,7 @@ Heads, checkpoint names and losses are those of transformers' DeBERTa classes.
 import keras
 from keras import ops
 
-from keras_deberta import heads
+from keras_deberta import heads, layout
 from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
@@ -35,6 +35,10 @@ def _dense(units, config, name):
 class DebertaTaskModel(TFPreTrainedModel):
     """A DeBERTa main layer (`self.deberta`) plus the head a mixin defines, on the shared task
     protocol (presets/task_protocol.py)."""
+
+    # keras.distribution: `get_layout_map(device_mesh, ...)` from these rules (keras_deberta/layout.py).
+    layout_rules = layout.LAYOUT_RULES
+    layout_counts = staticmethod(layout.layout_counts)
 
     base_model_prefix = "deberta"
     main_layer_class = None

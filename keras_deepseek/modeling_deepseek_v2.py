@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepseek import layout
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
 from keras_deepseek.decoder import DeepseekV2MainLayer, weight_initializer
 from keras_deepseek.generation import GenerationMixin
@@ -23,6 +24,9 @@ class TFDeepseekV2PreTrainedModel(TFPreTrainedModel):
     """The `model` decoder plus the head a subclass adds."""
 
     config_class = DeepseekV2Config
+    # keras.distribution: `get_layout_map(device_mesh, ...)` from these rules (keras_deepseek/layout.py).
+    layout_rules = layout.LAYOUT_RULES
+    layout_counts = staticmethod(layout.layout_counts)
     base_model_prefix = "model"
     input_names = ("input_ids", "attention_mask", "position_ids", "inputs_embeds")
     ignorable_checkpoint_keys = (r"rotary_emb\.(original_)?inv_freq$",)

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from layers.moe import MoEBlock
+from presets.placement import assign_from_host
 
 
 def decoder_weight_specs(main_layer, prefix=""):
@@ -84,7 +85,7 @@ class _ExpertSlice:
         buffer[self.index] = value
         seen.add(self.index)
         if len(seen) == buffer.shape[0]:
-            self.variable.assign(buffer)
+            assign_from_host(self.variable, buffer)  # split over experts: each device its slice
             del self.stacks.pending[self.var_name]
 
     def __array__(self, dtype=None, copy=None):

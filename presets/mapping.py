@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from presets.errors import CheckpointError
+from presets.placement import assign_from_host
 
 # How an HF (PyTorch-layout) tensor becomes a Keras variable value.
 TRANSFORMS = {
@@ -121,7 +122,7 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
         raise CheckpointError(f"cannot load {source}: " + "; ".join(problems))
     for name, value in values.items():
         variable = specs[name][0]
-        variable.assign(value.astype(variable.dtype))
+        assign_from_host(variable, value.astype(variable.dtype))  # split variables: per-device slices
     ignored = sorted(set(tensors) - set(specs)) + other_heads
     missing_ok = sorted(n for n in specs if n not in tensors)
     return {"ignored": ignored, "missing": missing_ok, "mismatched": mismatched}

@@ -8,6 +8,7 @@ from presets.adapters import AdaptersMixin
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
+from presets.layout import LayoutMapMixin, build_checking_layouts
 from presets.model_io import OUTPUT_FLAGS, check_int32_range
 from presets.task_protocol import TaskProtocol
 from presets.tf_datasets import TFDatasetMixin
@@ -15,13 +16,14 @@ from presets.training import CheckedStepsMixin, TrainingHooksMixin
 
 
 class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, AdaptersMixin, CheckedStepsMixin,
-                        TrainingHooksMixin, TFDatasetMixin, ExportMixin, keras.Model):
+                        TrainingHooksMixin, TFDatasetMixin, LayoutMapMixin, ExportMixin, keras.Model):
     """Base of every task model: a Keras model built from an HF-style config.
 
     Each concern has its own module: the calling protocol of every task (presets/task_protocol.py),
     transformers' TF model API (presets/hf_model_api.py), HF checkpoint I/O (presets/hf_checkpoint.py), quantization and LoRA (presets/adapters.py),
-    Keras training hooks (presets/training.py), `prepare_tf_dataset` (presets/tf_datasets.py) and
-    SavedModel export (presets/export.py).
+    Keras training hooks (presets/training.py), `prepare_tf_dataset` (presets/tf_datasets.py),
+    `get_layout_map` for keras.distribution (presets/layout.py) and SavedModel export
+    (presets/export.py).
 
     Construction: `Model(config, dtype=None, remat=False, name=None, ...)`. A subclass creates its layers in
     `create_layers()` and creates their variables in `build()`; both run here, so every variable
@@ -63,7 +65,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         so a later `model.build(...)` (HF TF code calls it) changes nothing."""
         if self.built:
             return
-        self.build_layers()
+        build_checking_layouts(self, self.build_layers)
         self.built = True
 
     def build_layers(self):

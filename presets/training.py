@@ -9,6 +9,19 @@ from keras import ops
 from presets.model_io import ModelOutput
 
 
+def _per_replica(loss):
+    """The model's own loss as one replica's share under tf.distribute (MirroredStrategy): the
+    replicas' gradients are summed, so each loss is divided by their number, as Keras does for
+    compiled losses (its helper for it is private). Unchanged on JAX and PyTorch."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / ops.cast(replicas, loss.dtype)
+    return loss
+
+
 class TrainingHooksMixin:
     """Keras' `compute_loss` / `compute_metrics` for models whose call returns a `ModelOutput`."""
 
@@ -99,7 +112,7 @@ class TrainingHooksMixin:
                 loss = ops.reshape(loss, ())  # the output's HF-shaped [1] loss -> Keras' scalar
                 for extra in self.losses:  # regularisers and add_loss terms
                     loss = loss + ops.cast(extra, loss.dtype)
-                return loss
+                return _per_replica(loss)
             y_pred = self._keras_view(y_pred)
             if y is None:
                 y = self._y_from_x(x)
