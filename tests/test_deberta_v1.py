@@ -6,12 +6,9 @@ import pytest
 
 import keras_deberta as kd
 from hf_reference import V1_VARIANTS, assert_close, build_hf_model, hf_v1_config
+from harness import to_numpy
 
 B, L = 3, 20
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def _batch(config, rng, shape=(B, L)):
@@ -51,11 +48,11 @@ def test_encoder_matches_transformers(encoder_checkpoint, rng):
     out = model(**inputs, output_hidden_states=True, output_attentions=True)
     valid = inputs["attention_mask"].astype(bool)
     for i, (got, want) in enumerate(zip(out.hidden_states, ref.hidden_states)):
-        assert_close(_np(got), want.numpy(), valid, what=f"{name} hidden_states[{i}]")
-    assert_close(_np(out.last_hidden_state), ref.last_hidden_state.numpy(), valid, what=f"{name} last")
+        assert_close(to_numpy(got), want.numpy(), valid, what=f"{name} hidden_states[{i}]")
+    assert_close(to_numpy(out.last_hidden_state), ref.last_hidden_state.numpy(), valid, what=f"{name} last")
     pair = np.broadcast_to(valid[:, None, :, None] & valid[:, None, None, :], ref.attentions[0].shape)
     for i, (got, want) in enumerate(zip(out.attentions, ref.attentions)):
-        assert_close(_np(got), want.numpy(), pair, what=f"{name} attentions[{i}]")
+        assert_close(to_numpy(got), want.numpy(), pair, what=f"{name} attentions[{i}]")
 
 
 HEADS = {
@@ -97,8 +94,8 @@ def test_heads_match_transformers(name, rng, tmp_path):
     for key in model.primary_output_names:
         want = ref[key].numpy()
         where = inputs["attention_mask"].astype(bool) if want.shape[:2] == (B, L) else None
-        assert_close(_np(out[key]), want, where, what=f"{name} {key}")
-    assert_close(_np(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
+        assert_close(to_numpy(out[key]), want, where, what=f"{name} {key}")
+    assert_close(to_numpy(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
     # save_pretrained -> transformers: the same parameters come back.
     import transformers
 
@@ -125,8 +122,8 @@ def test_multiple_choice_equals_the_sequence_classification_head_per_choice(rng,
     want_loss = torch.nn.functional.cross_entropy(torch.tensor(want), torch.tensor(labels, dtype=torch.long)).numpy()
     model = kd.TFDebertaForMultipleChoice.from_pretrained(str(tmp_path))
     out = model(**inputs, labels=labels)
-    assert_close(_np(out.logits), want, what="v1 multiple choice logits")
-    assert_close(_np(out.loss), want_loss.reshape(1), what="v1 multiple choice loss")
+    assert_close(to_numpy(out.logits), want, what="v1 multiple choice logits")
+    assert_close(to_numpy(out.loss), want_loss.reshape(1), what="v1 multiple choice loss")
 
 
 def test_v1_config_round_trip_and_fixed_architecture(tmp_path):

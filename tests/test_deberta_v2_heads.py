@@ -1,7 +1,6 @@
 """DeBERTa-v2/v3 task heads: logits and losses equal transformers', HF TF calling conventions,
 Keras-native training and saving, and clear errors for bad labels."""
 
-import os
 
 import keras
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 
 import keras_deberta as kd
 from hf_reference import V2_VARIANTS, assert_close, build_hf_model, hf_config
+from harness import to_numpy
 
 B, L, C = 3, 12, 4  # batch, length, choices
 
@@ -94,10 +94,6 @@ def _torch(batch):
     return {k: torch.tensor(v, dtype=torch.float32 if v.dtype.kind == "f" else torch.long) for k, v in batch.items()}
 
 
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 def _valid(name, inputs, array):
     """Compare token-level outputs only where the token exists; sequence-level ones everywhere."""
     if array.ndim >= 2 and name not in ("multiple_choice",) and array.shape[:2] == inputs["input_ids"].shape:
@@ -119,14 +115,14 @@ def test_logits_and_loss_match_transformers(name, checkpoints, rng):
     out = model(**inputs, **labels)
     output_names = ("start_logits", "end_logits") if name == "question_answering" else ("logits",)
     for key in output_names:
-        want, got = ref[key].numpy(), _np(out[key])
+        want, got = ref[key].numpy(), to_numpy(out[key])
         if name == "regression":
             # transformers flattens regression logits to [B] only when labels are given; ours
             # keep [B, 1] either way (one output shape for Keras). The values must agree.
             assert got.shape == (B, 1)
             got = got.reshape(want.shape)
         assert_close(got, want, _valid(name, inputs, want), what=f"{name} {key}")
-    assert_close(_np(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
+    assert_close(to_numpy(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
     assert list(out.keys())[0] == "loss"
 
 
@@ -139,7 +135,7 @@ def test_soft_labels_loss_matches_transformers(checkpoints, rng):
     with torch.no_grad():
         ref = hf_model(**_torch(inputs), labels=torch.tensor(soft)).loss.numpy()
     got = cls.from_pretrained(directory)(**inputs, labels=soft).loss
-    assert_close(_np(got), ref.reshape(1), what="soft-label loss")
+    assert_close(to_numpy(got), ref.reshape(1), what="soft-label loss")
 
 
 @pytest.mark.parametrize("name", ["sequence_classification", "question_answering", "multiple_choice", "mlm_legacy"])
@@ -149,17 +145,17 @@ def test_calling_conventions(name, checkpoints, rng):
     labels = _labels(name, hf_model.config, inputs, rng)
     model = cls.from_pretrained(directory)
     first = model.primary_output_names[0]
-    want = _np(model(**inputs)[first])
+    want = to_numpy(model(**inputs)[first])
     ordered = [inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in inputs]
-    np.testing.assert_array_equal(_np(model(inputs)[first]), want)
-    np.testing.assert_array_equal(_np(model(ordered)[0]), want)
-    np.testing.assert_array_equal(_np(model(inputs["input_ids"], attention_mask=inputs["attention_mask"],
+    np.testing.assert_array_equal(to_numpy(model(inputs)[first]), want)
+    np.testing.assert_array_equal(to_numpy(model(ordered)[0]), want)
+    np.testing.assert_array_equal(to_numpy(model(inputs["input_ids"], attention_mask=inputs["attention_mask"],
                                             token_type_ids=inputs.get("token_type_ids"))[first]), want)
     # Labels inside the input dict, as HF's TF models allowed; tuple output puts the loss first.
     with_labels = model({**inputs, **labels})
     as_tuple = model(**inputs, **labels, return_dict=False)
-    np.testing.assert_array_equal(_np(as_tuple[0]), _np(with_labels.loss))
-    np.testing.assert_array_equal(_np(as_tuple[1]), want)
+    np.testing.assert_array_equal(to_numpy(as_tuple[0]), to_numpy(with_labels.loss))
+    np.testing.assert_array_equal(to_numpy(as_tuple[1]), want)
     full = model(**inputs, output_hidden_states=True, output_attentions=True)
     assert len(full.hidden_states) == hf_model.config.num_hidden_layers + 1
     assert len(full.attentions) == hf_model.config.num_hidden_layers
@@ -212,7 +208,7 @@ def test_fit_with_a_keras_loss_and_metrics_on_logits():
     result = model.evaluate(ids, labels, verbose=0, return_dict=True)
     assert 0.0 <= result["accuracy"] <= 1.0
     predicted = model.predict(ids, batch_size=8, verbose=0)
-    np.testing.assert_allclose(np.asarray(predicted["logits"]), _np(model(ids).logits), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(predicted["logits"]), to_numpy(model(ids).logits), atol=1e-5)
 
 
 def test_fit_with_tf_data():
@@ -244,7 +240,7 @@ def test_keras_file_round_trip(name, checkpoints, rng, tmp_path):
     first = model.primary_output_names[0]
     model.save(str(tmp_path / "m.keras"))
     reloaded = keras.saving.load_model(str(tmp_path / "m.keras"))
-    np.testing.assert_array_equal(_np(reloaded(**inputs)[first]), _np(model(**inputs)[first]))
+    np.testing.assert_array_equal(to_numpy(reloaded(**inputs)[first]), to_numpy(model(**inputs)[first]))
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
@@ -294,8 +290,8 @@ def test_task_model_from_a_base_checkpoint_gets_a_new_head(tmp_path, rng):
     with torch.no_grad():
         want = base(input_ids=torch.tensor(ids, dtype=torch.long)).last_hidden_state.numpy()
     encoder = kd.TFDebertaV2Model.from_pretrained(str(tmp_path))
-    np.testing.assert_array_equal(_np(encoder(ids).last_hidden_state), _np(model.deberta(ids)["last_hidden_state"]))
-    assert_close(_np(encoder(ids).last_hidden_state), want)
+    np.testing.assert_array_equal(to_numpy(encoder(ids).last_hidden_state), to_numpy(model.deberta(ids)["last_hidden_state"]))
+    assert_close(to_numpy(encoder(ids).last_hidden_state), want)
 
 
 def test_labels_out_of_range():
@@ -340,4 +336,4 @@ def test_sample_weights_weight_the_models_own_loss():
     first_half = model.evaluate(ids[:8], labels[:8], batch_size=8, verbose=0)
     np.testing.assert_allclose(weighted, first_half, rtol=1e-5)
     direct = model(ids[:8], labels=labels[:8]).loss
-    np.testing.assert_allclose([first_half], _np(direct), rtol=1e-5)
+    np.testing.assert_allclose([first_half], to_numpy(direct), rtol=1e-5)

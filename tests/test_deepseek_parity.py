@@ -3,18 +3,14 @@
 import json
 import os
 
-import keras
 import numpy as np
 import pytest
 
 from deepseek_reference import HUB_ONLY, VARIANTS, batch, build_hf_model, hf_config, hf_forward
 from hf_reference import assert_close
+from harness import to_numpy
 from keras_deepseek import (DeepseekV2Config, TFDeepseekV2ForCausalLM, TFDeepseekV2ForSequenceClassification,
                             TFDeepseekV2Model)
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -35,10 +31,10 @@ def test_causal_lm_logits_and_loss(checkpoint):
     ref = hf_forward(hf_model, ids, mask, labels=labels)
     out = model(ids, attention_mask=mask, labels=labels)
     # Every position, padding included (fully masked queries give 0 attention, as torch SDPA).
-    assert_close(_np(out.logits), ref.logits.numpy(), what=f"{name} logits")
-    assert_close(_np(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
+    assert_close(to_numpy(out.logits), ref.logits.numpy(), what=f"{name} logits")
+    assert_close(to_numpy(out.loss), ref.loss.numpy().reshape(1), what=f"{name} loss")  # HF TF: loss shape [1]
     unpadded = model(ids[:1])
-    assert_close(_np(unpadded.logits), hf_forward(hf_model, ids[:1]).logits.numpy(), what=f"{name} no mask")
+    assert_close(to_numpy(unpadded.logits), hf_forward(hf_model, ids[:1]).logits.numpy(), what=f"{name} no mask")
 
 
 def test_base_model_last_hidden_state(checkpoint):
@@ -48,13 +44,13 @@ def test_base_model_last_hidden_state(checkpoint):
     base = TFDeepseekV2Model.from_pretrained(directory)  # strips the "model." prefix
     assert base.load_info["ignored"] == ["lm_head.weight"]
     out = base(ids, attention_mask=mask, output_hidden_states=True)
-    assert_close(_np(out.last_hidden_state), ref.last_hidden_state.numpy(), what=f"{name} last_hidden_state")
+    assert_close(to_numpy(out.last_hidden_state), ref.last_hidden_state.numpy(), what=f"{name} last_hidden_state")
     assert len(out.hidden_states) == len(ref.hidden_states) == hf_model.config.num_hidden_layers + 1
     for i, (got, want) in enumerate(zip(out.hidden_states, ref.hidden_states)):
-        assert_close(_np(got), want.numpy(), what=f"{name} hidden_states[{i}]")
+        assert_close(to_numpy(got), want.numpy(), what=f"{name} hidden_states[{i}]")
     as_dict = base({"input_ids": ids, "attention_mask": mask})["last_hidden_state"]
     as_tuple = base([ids, mask], return_dict=False)[0]
-    np.testing.assert_array_equal(_np(as_dict), _np(as_tuple))
+    np.testing.assert_array_equal(to_numpy(as_dict), to_numpy(as_tuple))
 
 
 def test_sequence_classification(tmp_path):
@@ -67,8 +63,8 @@ def test_sequence_classification(tmp_path):
     model = TFDeepseekV2ForSequenceClassification.from_pretrained(str(tmp_path))
     out = model(ids, attention_mask=mask, labels=labels.astype("int32"))
     assert tuple(out.logits.shape) == (3, 3)
-    assert_close(_np(out.logits), ref.logits.numpy(), what="sequence classification logits")
-    assert_close(_np(out.loss), ref.loss.numpy().reshape(1), what="sequence classification loss")
+    assert_close(to_numpy(out.logits), ref.logits.numpy(), what="sequence classification logits")
+    assert_close(to_numpy(out.loss), ref.loss.numpy().reshape(1), what="sequence classification loss")
 
 
 def test_hub_style_config_json(tmp_path):
@@ -93,7 +89,7 @@ def test_hub_style_config_json(tmp_path):
     ids, mask = batch(np.random.RandomState(3), config["vocab_size"])
     ref = hf_forward(hf_model, ids, mask).logits.numpy()
     model = TFDeepseekV2ForCausalLM.from_pretrained(str(tmp_path))
-    assert_close(_np(model(ids, attention_mask=mask).logits), ref, what="hub-style config logits")
+    assert_close(to_numpy(model(ids, attention_mask=mask).logits), ref, what="hub-style config logits")
 
 
 def test_save_pretrained_loads_in_transformers(checkpoint, tmp_path):
@@ -106,8 +102,8 @@ def test_save_pretrained_loads_in_transformers(checkpoint, tmp_path):
     want = hf_forward(hf_model, ids, mask).logits.numpy()
     assert_close(hf_forward(reloaded, ids, mask).logits.numpy(), want, what=f"{name} transformers reload")
     ours = TFDeepseekV2ForCausalLM.from_pretrained(str(tmp_path))
-    np.testing.assert_array_equal(_np(ours.model.decoder_layers[-1].mlp.experts.down_kernel),
-                                  _np(model.model.decoder_layers[-1].mlp.experts.down_kernel))
+    np.testing.assert_array_equal(to_numpy(ours.model.decoder_layers[-1].mlp.experts.down_kernel),
+                                  to_numpy(model.model.decoder_layers[-1].mlp.experts.down_kernel))
 
 
 def test_missing_and_misshaped_expert_tensors_are_named(checkpoint, tmp_path):

@@ -20,6 +20,7 @@ import keras_deberta as kd
 import keras_deepseek as ks
 from conftest import SHARED_DATA
 from deepseek_reference import LITE
+from harness import perturb_variables
 from hf_reference import TINY_V1, TINY_V2, V1_VARIANTS, V2_VARIANTS, assert_close
 from presets.export import export_saved_model
 
@@ -80,15 +81,6 @@ def _case_param(name):
     if not _active(name):
         marks.append(pytest.mark.slow)
     return pytest.param(name, marks=marks)
-
-
-def _perturb(model, seed):
-    """Every float weight moved off its initial value (LayerNorm gains, biases), as the references do."""
-    rng = np.random.RandomState(seed)
-    for variable in model.weights:
-        if "float" in str(variable.dtype):
-            value = keras.ops.convert_to_numpy(variable)
-            variable.assign(value + rng.normal(0.0, 0.1, value.shape).astype(value.dtype))
 
 
 def _feeds(model, family, rng):
@@ -198,7 +190,7 @@ def exported(tmp_path_factory):
         if not _active(name):
             continue
         model = build()
-        _perturb(model, seed=index)
+        perturb_variables(model, seed=index)
         feeds = _feeds(model, family, rng)
         path = str(root / name)
         kwargs = {}

@@ -11,14 +11,11 @@ from hf_reference import V1_VARIANTS, V2_VARIANTS, hf_config, hf_v1_config
 from keras_deberta import DebertaConfig, DebertaV2Config, TFDebertaForSequenceClassification, \
     TFDebertaV2ForSequenceClassification
 from keras_deepseek import DeepseekV2Config, TFDeepseekV2ForCausalLM
-
-
-def _np(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
+from harness import to_numpy
 
 
 def _values(model):
-    return {v.path: _np(v).copy() for v in model.weights}
+    return {v.path: to_numpy(v).copy() for v in model.weights}
 
 
 _IDS = np.random.RandomState(0).randint(3, 90, size=(8, 12)).astype("int32")
@@ -55,15 +52,15 @@ def test_deberta_lora_trains_adapters_and_head_only_then_merges_exactly(tmp_path
     assert len(adapters) == 2 * len(adapted)
     assert any(not np.array_equal(before[p], after[p]) for p in head)  # the head learns (modules_to_save)
 
-    want = _np(model(_IDS).logits)
+    want = to_numpy(model(_IDS).logits)
     model.save_pretrained(str(tmp_path))  # adapters written merged into the kernels
     reloaded = TFDebertaV2ForSequenceClassification.from_pretrained(str(tmp_path))
-    np.testing.assert_allclose(_np(reloaded(_IDS).logits), want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(to_numpy(reloaded(_IDS).logits), want, atol=1e-5, rtol=0)
     model.merge_lora()
     assert not any(getattr(l, "lora_enabled", False) for l in model._flatten_layers())
     assert len(model.weights) == n_variables and not any("lora_" in v.path for v in model.weights)
     assert len(model.trainable_variables) == n_variables  # everything trainable again
-    np.testing.assert_allclose(_np(model(_IDS).logits), want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(to_numpy(model(_IDS).logits), want, atol=1e-5, rtol=0)
 
 
 def test_deberta_v1_default_target_is_the_fused_projection():
@@ -83,12 +80,12 @@ def test_deepseek_lora_fit_merge_and_generate():
     # Generation with adapters enabled: the absorbed decode reads kv_b_proj's kernel directly;
     # it must equal the uncached full-forward path and the merged model.
     prompt = _IDS[:2, :5]
-    cached = _np(model.generate(prompt, max_new_tokens=4, eos_token_id=None))
-    uncached = _np(model.generate(prompt, max_new_tokens=4, eos_token_id=None, use_cache=False))
-    want = _np(model(_IDS).logits)
+    cached = to_numpy(model.generate(prompt, max_new_tokens=4, eos_token_id=None))
+    uncached = to_numpy(model.generate(prompt, max_new_tokens=4, eos_token_id=None, use_cache=False))
+    want = to_numpy(model(_IDS).logits)
     model.merge_lora()
-    np.testing.assert_allclose(_np(model(_IDS).logits), want, atol=1e-5, rtol=0)
-    merged = _np(model.generate(prompt, max_new_tokens=4, eos_token_id=None))
+    np.testing.assert_allclose(to_numpy(model(_IDS).logits), want, atol=1e-5, rtol=0)
+    merged = to_numpy(model.generate(prompt, max_new_tokens=4, eos_token_id=None))
     np.testing.assert_array_equal(cached, uncached)
     np.testing.assert_array_equal(cached, merged)
 

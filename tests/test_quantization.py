@@ -15,29 +15,19 @@ from keras_deberta import (DebertaConfig, DebertaV2Config, TFDebertaForSequenceC
                            TFDebertaV2ForMaskedLM, TFDebertaV2ForSequenceClassification)
 from keras_deepseek import DeepseekV2Config, TFDeepseekV2ForCausalLM
 from layers.moe import RoutedExperts
-
-
-def _np(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def _perturb(model, scale=0.1, seed=0):
-    rng = np.random.RandomState(seed)
-    for v in model.weights:
-        v.assign(_np(v) + rng.randn(*v.shape).astype("float32") * scale)
-    return model
+from harness import perturb_variables, to_numpy
 
 
 def _classifier():
     keras.utils.set_random_seed(0)
     config = DebertaV2Config(**hf_config(**V2_VARIANTS["v3_like"], num_labels=3).to_dict())
-    return _perturb(TFDebertaV2ForSequenceClassification(config))
+    return perturb_variables(TFDebertaV2ForSequenceClassification(config))
 
 
 def _causal_lm(**overrides):
     keras.utils.set_random_seed(0)
     model = TFDeepseekV2ForCausalLM(DeepseekV2Config(**{**VARIANTS["v2"], **overrides}))
-    return _perturb(model.build_with_dummy_inputs())
+    return perturb_variables(model.build_with_dummy_inputs())
 
 
 _CLS_IDS = np.random.RandomState(0).randint(3, 99, size=(256, 16)).astype("int32")  # 256 predictions
@@ -52,7 +42,7 @@ def _int8_fraction(model):
 
 def _quantized_after_float_logits(model, ids, mode="int8"):
     """(the model quantized to `mode`, its float32 logits on `ids` from before)."""
-    before = _np(model(ids).logits)
+    before = to_numpy(model(ids).logits)
     model.quantize(mode)
     return model, before
 
@@ -72,7 +62,7 @@ def test_int8_deberta_classifier_keeps_its_predictions(int8_classifier):
     attention = model.deberta.encoder_layers[0].attention
     assert attention.query_proj.quantization_mode == "int8"
     assert str(model.deberta.embeddings.word_embeddings._embeddings.dtype) == "int8"
-    after = _np(model(_CLS_IDS).logits)
+    after = to_numpy(model(_CLS_IDS).logits)
     agreement = (after.argmax(-1) == before.argmax(-1)).mean()
     assert agreement >= 0.95, agreement
     assert np.abs(after - before).max() < 0.1 * np.abs(before).max()
@@ -82,12 +72,12 @@ def test_int8_talking_heads_and_tied_mlm_head_read_dequantised_weights():
     # v1's talking heads mix heads with a Dense kernel and the MLM decoder reuses the word
     # embeddings: both must see the dequantised values, not the raw int8 codes.
     keras.utils.set_random_seed(0)
-    v1 = _perturb(TFDebertaForSequenceClassification(
+    v1 = perturb_variables(TFDebertaForSequenceClassification(
         DebertaConfig(**hf_v1_config(**V1_VARIANTS["talking_heads"], num_labels=3).to_dict())))
-    mlm = _perturb(TFDebertaV2ForMaskedLM(DebertaV2Config(**hf_config(**V2_VARIANTS["v3_like"]).to_dict())))
+    mlm = perturb_variables(TFDebertaV2ForMaskedLM(DebertaV2Config(**hf_config(**V2_VARIANTS["v3_like"]).to_dict())))
     for model, ids, least in ((v1, _CLS_IDS, 0.95), (mlm, _CLS_IDS[:16], 0.9)):
         model, before = _quantized_after_float_logits(model, ids)
-        after = _np(model(ids).logits)
+        after = to_numpy(model(ids).logits)
         agreement = (after.argmax(-1) == before.argmax(-1)).mean()
         assert agreement >= least, (type(model).__name__, agreement)
 
@@ -105,27 +95,27 @@ def test_int8_deepseek_keeps_next_tokens_and_holds_most_parameters_in_int8(int8_
     assert {k: str(v.dtype) for k, v in int8_held.items()} == {k: "int8" for k in int8_held}
     assert str(layer.mlp.gate.kernel.dtype) == "float32"  # routing decisions keep float32 weights
     assert _int8_fraction(model) >= 0.8, _int8_fraction(model)
-    after = _np(model(_LM_IDS).logits)
+    after = to_numpy(model(_LM_IDS).logits)
     agreement = (after.argmax(-1) == before.argmax(-1)).mean()
     assert agreement >= 0.9, agreement
 
 
 def test_quantized_models_save_and_reload_exactly(tmp_path, int8_classifier, int8_causal_lm):
     for (model, _), ids in ((int8_classifier, _CLS_IDS[:8]), (int8_causal_lm, _LM_IDS[:2])):
-        want = _np(model(ids).logits)
+        want = to_numpy(model(ids).logits)
         path = str(tmp_path / f"{model.name}.keras")
         model.save(path)
         reloaded = keras.saving.load_model(path)
         modes = lambda m: {path: mode for path, (mode, _) in m.get_config()["quantized_layers"].items()}
         assert modes(reloaded) == modes(model)
-        np.testing.assert_array_equal(_np(reloaded(ids).logits), want)
+        np.testing.assert_array_equal(to_numpy(reloaded(ids).logits), want)
         # Weights files load into a model quantized the same way.
         weights = str(tmp_path / f"{model.name}.weights.h5")
         model.save_weights(weights)
         other = type(model)(model.config).build_with_dummy_inputs()  # Keras quantizes built models only
         other.quantize("int8")
         other.load_weights(weights)
-        np.testing.assert_array_equal(_np(other(ids).logits), want)
+        np.testing.assert_array_equal(to_numpy(other(ids).logits), want)
 
 
 def test_int4_packs_experts_and_round_trips(tmp_path):
@@ -135,12 +125,12 @@ def test_int4_packs_experts_and_round_trips(tmp_path):
     assert experts.quantization_mode == "int4"
     assert tuple(experts.gate_kernel.shape) == (E, (d + 1) // 2, f)  # two values per byte
     assert tuple(experts.down_kernel.shape) == (E, (f + 1) // 2, d)
-    after = _np(model(_LM_IDS[:2]).logits)
+    after = to_numpy(model(_LM_IDS[:2]).logits)
     assert np.isfinite(after).all()
     assert np.corrcoef(after.ravel(), before.ravel())[0, 1] > 0.8  # 4 bits: coarse, but the same model
     path = str(tmp_path / "int4.keras")
     model.save(path)
-    np.testing.assert_array_equal(_np(keras.saving.load_model(path)(_LM_IDS[:2]).logits), after)
+    np.testing.assert_array_equal(to_numpy(keras.saving.load_model(path)(_LM_IDS[:2]).logits), after)
 
 
 def test_routed_experts_config_rebuilds_integer_variables():
@@ -154,7 +144,7 @@ def test_routed_experts_config_rebuilds_integer_variables():
     again = keras.saving.deserialize_keras_object(config)  # built from the recorded build config
     assert again.built and again.quantization_mode == "int8" and str(again.up_kernel.dtype) == "int8"
     again.set_weights(layer.get_weights())
-    np.testing.assert_array_equal(_np(again(x, idx, w)), _np(layer(x, idx, w)))
+    np.testing.assert_array_equal(to_numpy(again(x, idx, w)), to_numpy(layer(x, idx, w)))
 
 
 def test_save_pretrained_refuses_a_quantized_model(tmp_path, int8_classifier):
@@ -169,12 +159,12 @@ def test_save_pretrained_refuses_a_quantized_model(tmp_path, int8_classifier):
 def test_int4_deberta_classifier_round_trips(tmp_path):
     model, before = _quantized_after_float_logits(_classifier(), _CLS_IDS[:64], "int4")
     assert model.deberta.encoder_layers[0].attention.query_proj.quantization_mode == "int4"
-    after = _np(model(_CLS_IDS[:64]).logits)
+    after = to_numpy(model(_CLS_IDS[:64]).logits)
     assert np.isfinite(after).all()
     assert np.corrcoef(after.ravel(), before.ravel())[0, 1] > 0.8  # 4 bits: coarse, but the same model
     path = str(tmp_path / "int4_classifier.keras")
     model.save(path)
-    np.testing.assert_array_equal(_np(keras.saving.load_model(path)(_CLS_IDS[:64]).logits), after)
+    np.testing.assert_array_equal(to_numpy(keras.saving.load_model(path)(_CLS_IDS[:64]).logits), after)
 
 
 def test_quantizing_a_trained_model_then_lora_on_top(tmp_path):
@@ -194,14 +184,14 @@ def test_quantizing_a_trained_model_then_lora_on_top(tmp_path):
         warnings.simplefilter("always")
         reloaded = keras.saving.load_model(path)
     assert not [w for w in caught if "optimizer" in str(w.message)], [str(w.message) for w in caught]
-    np.testing.assert_array_equal(_np(reloaded(x["input_ids"]).logits), _np(model(x["input_ids"]).logits))
+    np.testing.assert_array_equal(to_numpy(reloaded(x["input_ids"]).logits), to_numpy(model(x["input_ids"]).logits))
 
     # LoRA adapters train on top of the int8 weights, which stay as they were.
     model.enable_lora(2)
-    frozen = {v.path: _np(v).copy() for v in model.weights if "lora_" not in v.path
+    frozen = {v.path: to_numpy(v).copy() for v in model.weights if "lora_" not in v.path
               and not any(h in v.path for h in ("/pooler/", "/classifier/"))}
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(x, y, epochs=2, verbose=0)
-    assert all(np.array_equal(_np(v), frozen[v.path]) for v in model.weights if v.path in frozen)
+    assert all(np.array_equal(to_numpy(v), frozen[v.path]) for v in model.weights if v.path in frozen)
     adapters_b = [v for v in model.weights if v.path.endswith("lora_kernel_b")]
-    assert adapters_b and all(np.abs(_np(v)).max() > 0 for v in adapters_b)  # B starts at zero
+    assert adapters_b and all(np.abs(to_numpy(v)).max() > 0 for v in adapters_b)  # B starts at zero
