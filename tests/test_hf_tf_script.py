@@ -6,10 +6,9 @@ class loads what it saved with the same logits."""
 import importlib.util
 import os
 
-import numpy as np
 import pytest
 
-from harness import shared_data_path
+from harness import shared_data_path, to_numpy
 from hf_reference import assert_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,5 +43,5 @@ def test_hf_tf_training_script_runs_unchanged_and_transformers_loads_the_result(
                       return_tensors="np")
     with torch.no_grad():
         want = theirs(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}).logits.numpy()
-    got = np.asarray(ours(dict(batch)).logits)
+    got = to_numpy(ours(dict(batch)).logits)
     assert_close(got, want, what="logits of the saved fine-tuned model")
