@@ -7,16 +7,18 @@ Every structural problem (truncation, a bad header, an unknown dtype) raises Che
 """
 
 import collections
+import io
 import json
+import math
 import os
 import pickle
-import re
 import struct
 import zipfile
 
 import numpy as np
 
 from presets.errors import CheckpointError
+from presets.tf_h5 import H5ReadError, read_tf_h5_sandboxed
 
 # --- safetensors ---------------------------------------------------------------------------------
 
@@ -84,25 +86,78 @@ class _StorageType:
 
 
 class _Storage:
-    def __init__(self, array):
-        self.array = array  # flat numpy array over the storage's bytes
+    def __init__(self, array, key):
+        self.array, self.key = array, key  # flat numpy array over the storage's bytes
+
+
+def _non_negative_ints(values, what):
+    values = tuple(values)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise CheckpointError(f"{what} {values!r} must be non-negative integers")
+    return values
+
+
+class _TensorView:
+    """A tensor as the pickle describes it (storage, offset, size, stride), materialised only after
+    unpickling, when its name is known, so every error names the tensor."""
+
+    def __init__(self, storage, storage_offset, size, stride):
+        self.storage, self.storage_offset, self.size, self.stride = storage, storage_offset, size, stride
+
+    def materialise(self, name, budget):
+        flat = self.storage.array
+        try:
+            (offset,) = _non_negative_ints((self.storage_offset,), "storage offset")
+            size = _non_negative_ints(self.size, "size")
+            stride = _non_negative_ints(self.stride, "stride")
+            if len(size) != len(stride):
+                raise CheckpointError(f"size {size} and stride {stride} differ in rank")
+            count = math.prod(size)  # Python ints: no int64 wrap-around on hostile sizes
+            # A view never holds more elements than its storage: zero or overlapping strides
+            # would otherwise let a tiny file materialise an arbitrarily large array.
+            if count > flat.size:
+                raise CheckpointError(f"view of {count} elements over a storage of {flat.size}")
+            if count == 0:
+                if any(s > 2**31 for s in size):
+                    raise CheckpointError(f"empty view with a dimension past 2**31: {size}")
+                return np.zeros(size, dtype=flat.dtype)
+            stride = tuple(0 if s == 1 else st for s, st in zip(size, stride))  # unused strides
+            last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+            if last >= flat.size:
+                raise CheckpointError(f"view reaches element {last} of a storage of {flat.size}")
+        except CheckpointError as e:
+            raise CheckpointError(f"tensor {name!r} (storage {self.storage.key}): {e}") from None
+        budget.spend(name, count * flat.dtype.itemsize)
+        if not size:
+            return flat[offset].copy()
+        item = flat.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=size, strides=tuple(st * item for st in stride), writeable=False
+        )
+        return np.array(view)
+
+
+class _ByteBudget:
+    """Bounds the bytes a checkpoint may materialise by a multiple of its file size (tied weights
+    legitimately reference one storage several times; a hostile pickle could reference it millions
+    of times)."""
+
+    def __init__(self, path, file_size):
+        self.path, self.left = path, 8 * file_size + 2**26
+
+    def spend(self, name, nbytes):
+        self.left -= nbytes
+        if self.left < 0:
+            raise CheckpointError(
+                f"{self.path}: tensor {name!r} takes the materialised size past 8x the file size; "
+                f"refusing a checkpoint that expands without bound"
+            )
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-    flat = storage.array
-    size, stride = tuple(size), tuple(stride)
-    if not size:
-        return flat[storage_offset].copy()
-    last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride) if s > 0)
-    if any(s == 0 for s in size):
-        return np.zeros(size, dtype=flat.dtype)
-    if last >= flat.size:
-        raise CheckpointError("tensor view reaches past its storage (corrupt pytorch checkpoint)")
-    item = flat.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        flat[storage_offset:], shape=size, strides=tuple(st * item for st in stride), writeable=False
-    )
-    return np.array(view)
+    if not isinstance(storage, _Storage):
+        raise CheckpointError(f"a tensor is rebuilt from {type(storage).__name__}, not a storage")
+    return _TensorView(storage, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data, *unused):
@@ -131,10 +186,28 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _stored_member(archive, member, path, limit):
+    """The bytes of one zip member, refusing compressed members (torch never writes them; a
+    deflated member can inflate without bound) and sizes past the archive itself."""
+    try:
+        info = archive.getinfo(member)
+    except KeyError:
+        raise CheckpointError(f"{path}: {member} is missing (truncated file?)") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f"{path}: {member} is compressed; PyTorch checkpoints store members uncompressed")
+    if info.file_size > limit:
+        raise CheckpointError(f"{path}: {member} claims {info.file_size} bytes, more than the file holds")
+    try:
+        return archive.read(member)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: {member} is unreadable ({type(e).__name__}: {e})") from None
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, archive, prefix, path):
         super().__init__(file)
         self._archive, self._prefix, self._path = archive, prefix, path
+        self._limit = os.path.getsize(path)
         self._storages = {}
 
     def find_class(self, module, name):
@@ -156,24 +229,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise CheckpointError(f"{self._path}: unsupported storage type {storage_type!r}")
         if key not in self._storages:
             member = f"{self._prefix}data/{key}"
-            try:
-                raw = self._archive.read(member)
-            except KeyError:
-                raise CheckpointError(f"{self._path}: storage {member} is missing (truncated file?)") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                raise CheckpointError(f"{self._path}: storage {member} is unreadable ({e})") from None
+            raw = _stored_member(self._archive, member, self._path, self._limit)
             if storage_type.dtype == "bfloat16":
                 array = _bf16_to_f32(raw)
             else:
                 array = np.frombuffer(raw, dtype=np.dtype(storage_type.dtype).newbyteorder("<"))
-            self._storages[key] = _Storage(array)
+            self._storages[key] = _Storage(array, member)
         return self._storages[key]
 
 
 def read_torch_bin(path):
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
         with open(path, "rb") as f:
             magic = f.read(2)
         if magic[:1] == b"\x80":
@@ -183,112 +251,45 @@ def read_torch_bin(path):
             ) from None
         raise CheckpointError(f"{path}: not a PyTorch zip checkpoint (truncated or corrupt)") from None
     with archive:
-        pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("data.pkl")]
         if not pickles:
             raise CheckpointError(f"{path}: no data.pkl inside; not a PyTorch checkpoint")
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = f"{prefix}byteorder"
-        if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
+        limit = os.path.getsize(path)
+        if byteorder in names and _stored_member(archive, byteorder, path, limit).strip() != b"little":
             raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
+        pickled = _stored_member(archive, pickles[0], path, limit)
         try:
-            with archive.open(pickles[0]) as f:
-                state = _RestrictedUnpickler(f, archive, prefix, path).load()
+            state = _RestrictedUnpickler(io.BytesIO(pickled), archive, prefix, path).load()
         except CheckpointError:
             raise
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError,
+                AttributeError, KeyError, IndexError, RecursionError, NotImplementedError) as e:
             raise CheckpointError(f"{path}: corrupt PyTorch checkpoint ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+    budget = _ByteBudget(path, limit)
     out = {}
     for name, value in state.items():
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, _TensorView):
             raise CheckpointError(f"{path}: entry {name!r} is not a tensor ({type(value).__name__})")
-        out[str(name)] = value
+        out[str(name)] = value.materialise(str(name), budget)
     return out
 
 
 # --- HF legacy TF (Keras 2) h5 -------------------------------------------------------------------
 
 
-def tf_name_to_pt(tf_name, ndim):
-    """Converts an HF TensorFlow variable name to its PyTorch state-dict name.
-
-    Follows transformers' `convert_tf_weight_name_to_pt_weight_name`: drop ":0" and the model scope
-    (the first component), "_._" -> ".", "/" -> ".", kernel / embeddings / gamma -> weight,
-    beta -> bias.
-
-    Returns:
-        (pt_name, transpose): transpose is "linear" for 2-D kernels ([in, out] -> [out, in]),
-        "conv1d" for 3-D kernels ([k, in, out] -> [out, in, k]), or None.
-    """
-    name = tf_name.replace(":0", "")
-    name = re.sub(r"/[^/]*___([^/]*)/", r"/\1/", name)
-    name = name.replace("_._", "/")
-    name = re.sub(r"//+", "/", name)
-    parts = name.split("/")
-    if len(parts) > 1:
-        parts = parts[1:]
-    transpose = None
-    if parts[-1] == "kernel":
-        transpose = {2: "linear", 3: "conv1d"}.get(ndim)
-    if parts[-1] in ("kernel", "embeddings", "gamma"):
-        parts[-1] = "weight"
-    elif parts[-1] == "beta":
-        parts[-1] = "bias"
-    return ".".join(parts), transpose
-
-
-def _h5_string_list(attrs, name):
-    """Keras-2 h5 attribute lists, which Keras splits into name0, name1, ... when they are large."""
-    if name in attrs:
-        values = list(attrs[name])
-    else:
-        values, i = [], 0
-        while f"{name}{i}" in attrs:
-            values.extend(attrs[f"{name}{i}"])
-            i += 1
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
-
-
 def read_tf_h5(path):
-    """Reads HF's TF `tf_model.h5` (Keras-2 `save_weights` layout) into PyTorch-style names.
-
-    Layout: root attribute `layer_names` (top-level layers), each layer group's `weight_names`
-    (full variable names whose slashes are nested groups). A name seen twice (a tied embedding
-    listed again under the MLM head) must carry the same value.
-    """
-    import h5py
-
+    """HF's TF `tf_model.h5`, read by presets/tf_h5.py in a child process (see there for why)."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise CheckpointError(f"{path}: not a readable HDF5 file (truncated or corrupt: {e})") from None
-    out = {}
-    with f:
-        layer_names = _h5_string_list(f.attrs, "layer_names")
-        if not layer_names:
-            raise CheckpointError(f"{path}: no 'layer_names' attribute; not an HF TF weights file")
-        try:
-            for layer_name in layer_names:
-                group = f[layer_name]
-                for weight_name in _h5_string_list(group.attrs, "weight_names"):
-                    array = np.asarray(group[weight_name])
-                    name, transpose = tf_name_to_pt(weight_name, array.ndim)
-                    if transpose == "linear":
-                        array = array.T
-                    elif transpose == "conv1d":
-                        array = np.transpose(array, (2, 1, 0))
-                    array = np.ascontiguousarray(array)
-                    if name in out:
-                        if out[name].shape != array.shape or not np.array_equal(out[name], array):
-                            raise CheckpointError(f"{path}: two different TF variables map to {name!r}")
-                        continue
-                    out[name] = array
-        except (KeyError, OSError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: corrupt HF TF weights file ({e})") from None
-    return out
+        return read_tf_h5_sandboxed(path)
+    except H5ReadError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 # --- directory level -----------------------------------------------------------------------------
