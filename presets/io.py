@@ -6,15 +6,35 @@ import os
 import tempfile
 
 
+def _temporary_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def remove_stale_temporaries(path, suffix=""):
+    """Deletes temporaries that an interrupted save of `path` left behind (a crash skips the
+    cleanup below). They are hidden and never read, so a save would also work beside them."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, ending = _temporary_prefix(path), ".tmp" + suffix
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(ending):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+
+
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path`; on success it replaces `path`, on error it vanishes.
 
-    A crash mid-write therefore never leaves a half-written file under the final name.
+    A crash mid-write therefore never leaves a half-written file under the final name. `suffix`
+    ends the temporary name, for writers that insist on an extension (Keras wants ".keras").
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
     try:
         yield tmp

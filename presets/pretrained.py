@@ -1,6 +1,8 @@
 """The base of every model class of both families: an HF-style config, construction under one dtype
 policy, Keras serialization, and the mixins that give each concern its own module."""
 
+import os
+
 import keras
 
 from presets import keras_compat
@@ -8,6 +10,7 @@ from presets.adapters import AdaptersMixin
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
+from presets.io import atomic_path, remove_stale_temporaries
 from presets.layout import LayoutMapMixin, build_checking_layouts
 from presets.model_io import OUTPUT_FLAGS, check_int32_range
 from presets.task_protocol import TaskProtocol
@@ -117,6 +120,29 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         if quantized_layers:  # integer variables must exist before Keras restores the weights
             model._requantize_layers(quantized_layers)
         return model
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Keras' `model.save`, made atomic: the file is written under a hidden temporary name and
+        renamed, so a save killed midway leaves the previous file intact; temporaries left by an
+        earlier crash are removed. `overwrite=False` refuses an existing file (FileExistsError)
+        instead of prompting on stdin."""
+        self._save_atomically(super().save, filepath, overwrite, (".keras", ".h5"), kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Keras' `save_weights`, atomic like `save`."""
+        self._save_atomically(super().save_weights, filepath, overwrite, (".weights.h5", ".weights.json"), kwargs)
+
+    @staticmethod
+    def _save_atomically(keras_save, filepath, overwrite, endings, kwargs):
+        path = os.fspath(filepath)
+        ending = next((e for e in endings if path.endswith(e)), None)
+        if ending is None or kwargs.get("zipped") is False:
+            return keras_save(filepath, overwrite=overwrite, **kwargs)  # Keras' own error or a directory
+        if not overwrite and os.path.exists(path):
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        remove_stale_temporaries(path, ending)
+        with atomic_path(path, suffix=ending) as tmp:
+            keras_save(tmp, overwrite=True, **kwargs)
 
     def build_from_config(self, config):
         # Keras reloading a .keras file: the variables exist since construction.

@@ -3,6 +3,8 @@ out of range, int64 ids beyond int32) raises a clear error, and the next valid r
 same answer as before it. (On JAX, compiled steps donate the model's variables: a check failing
 inside one used to delete them, and every later call failed with "Array has been deleted".)"""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -67,3 +69,46 @@ def test_64_bit_ids_beyond_int32_are_refused_not_wrapped(cls):
         model({"input_ids": ids, "attention_mask": np.ones_like(ids)})
     with pytest.raises(_errors()):
         model.predict(ids, verbose=0)
+
+
+def _hidden_leftovers(directory):
+    return [n for n in os.listdir(directory) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("filename", ["model.keras", "model.weights.h5"])
+def test_a_save_that_fails_midway_keeps_the_previous_file(filename, tmp_path):
+    model = perturb_variables(kd.TFDebertaV2ForSequenceClassification(tiny_config(kd.TFDebertaV2ForSequenceClassification)))
+    inputs = example_inputs(model)
+    path = str(tmp_path / filename)
+    save = model.save if filename.endswith(".keras") else model.save_weights
+    save(path)
+    want = to_numpy(model(inputs).logits)
+    for w in model.weights:  # what a second, failing save would have written
+        w.assign(w + 1.0)
+
+    # A layer deep inside fails while its variables are being written, after the archive is opened.
+    def fail(store):
+        raise OSError("disk full")
+
+    model.classifier.save_own_variables = fail
+    with pytest.raises(OSError, match="disk full"):
+        save(path)
+    assert _hidden_leftovers(tmp_path) == []
+    del model.classifier.save_own_variables
+
+    if filename.endswith(".keras"):
+        reloaded = keras.saving.load_model(path)
+    else:
+        reloaded = kd.TFDebertaV2ForSequenceClassification(model.config)
+        reloaded.load_weights(path)
+    np.testing.assert_array_equal(to_numpy(reloaded(inputs).logits), want)
+
+
+def test_save_removes_temporaries_of_a_crashed_save_and_refuses_to_overwrite_unasked(tmp_path):
+    model = kd.TFDebertaV2ForSequenceClassification(tiny_config(kd.TFDebertaV2ForSequenceClassification))
+    stale = tmp_path / ".model.keras.k3j2_x.tmp.keras"  # what a process killed mid-save leaves
+    stale.write_bytes(b"PK\x03\x04 half an archive")
+    model.save(str(tmp_path / "model.keras"))
+    assert _hidden_leftovers(tmp_path) == []
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(str(tmp_path / "model.keras"), overwrite=False)
