@@ -101,6 +101,9 @@ class TaskProtocol:
             if len(embeds.shape) != self.input_rank + 1:
                 raise ValueError(f"inputs_embeds must have shape {want[:-1]}, hidden], got {tuple(embeds.shape)}")
         reference = sequence_reference(values)
+        if reference.shape[-1] == 0:  # a static zero length: attention has nothing to attend to
+            raise ValueError(f"the sequence length is 0 (input shape {tuple(reference.shape)}); "
+                             f"give at least one token")
         for name in _INDEX_INPUTS:
             if name in values:
                 check_same_shape(name, values[name], reference, reference_name=(
