@@ -22,10 +22,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 print("Keras", keras.__version__, "on", keras.backend.backend())'''
 
-DATA = '''# The project's reference data (../shared/data beside the repository). In Colab, upload the
-# vocabulary / data files and point DATA_DIR at them.
+DATA = '''# The data: the project's copy (../shared/data beside the repository) when it is there, else
+# (Colab) the same files fetched from the Hugging Face Hub into ./data in the same layout.
 DATA_DIR = os.path.abspath(os.path.join(os.getcwd(), "..", "..", "shared", "data"))
-print("data:", DATA_DIR if os.path.isdir(DATA_DIR) else "not found: set DATA_DIR")'''
+if not os.path.isdir(DATA_DIR):
+    import csv, json, shutil
+    import datasets, huggingface_hub
+    DATA_DIR = os.path.abspath("data")
+    vocab = os.path.join(DATA_DIR, "vocab", "deberta-v3")
+    os.makedirs(vocab, exist_ok=True)
+    shutil.copy(huggingface_hub.hf_hub_download("microsoft/deberta-v3-base", "spm.model"), vocab)
+    sst2 = os.path.join(DATA_DIR, "sentiment", "SST-2")
+    os.makedirs(sst2, exist_ok=True)
+    for split, name in (("train", "train.tsv"), ("validation", "dev.tsv")):
+        with open(os.path.join(sst2, name), "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\\t", quoting=csv.QUOTE_NONE, escapechar="\\\\")
+            writer.writerow(["sentence", "label"])
+            for row in datasets.load_dataset("glue", "sst2", split=split):
+                writer.writerow([row["sentence"].strip(), row["label"]])
+    xquad = datasets.load_dataset("google/xquad", "xquad.en", split="validation")
+    paragraphs = [{"context": r["context"], "qas": [{"question": r["question"], "answers": [
+        {"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+        for r in xquad]
+    os.makedirs(os.path.join(DATA_DIR, "qa", "xquad"), exist_ok=True)
+    with open(os.path.join(DATA_DIR, "qa", "xquad", "xquad.en.json"), "w", encoding="utf-8") as f:
+        json.dump({"data": [{"title": "xquad", "paragraphs": paragraphs}]}, f)
+print("data:", DATA_DIR)'''
 
 
 def notebook(title, cells):
