@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
+# Test files run on this many processes (pytest-xdist; one file stays on one worker so its
+# module fixtures are built once). The tests are tiny models: Python-bound, one core each.
+PYTEST_WORKERS ?= 2
 
 .PHONY: venv demo test notebooks bench clean
 
@@ -24,7 +27,7 @@ demo: venv
 test: venv
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b ==="; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 # Execute every Colab notebook on its small CPU settings (CI runs this after the tests).
