@@ -124,7 +124,13 @@ def blocked_disentangled_attention(scaled_query, key, value, *, block, key_block
             probs = ops.einsum("bhij,hg->bgij", probs, ops.cast(mix_probs, probs.dtype))
         return ops.einsum("bhij,bhjd->bhid", probs, value)  # [B, H, blk, D]
 
-    context = _map_blocks(one_block, xs, value.dtype)  # [nq, B, H, blk, D]
+    # Without recomputation a gradient pass (or torch's autograd graph, even for a plain call)
+    # keeps every block's scores: O(L^2) again. keras.remat keeps each block's inputs instead and
+    # recomputes its scores in the backward pass (jax.checkpoint / torch checkpoint). TensorFlow's
+    # recompute_grad gives no gradient to tensors a function closes over (key, value, the tables
+    # here), so TensorFlow keeps the residuals: its training memory stays quadratic.
+    body = one_block if keras.backend.backend() == "tensorflow" else keras.remat(one_block)
+    context = _map_blocks(body, xs, value.dtype)  # [nq, B, H, blk, D]
     context = ops.reshape(ops.moveaxis(context, 0, 2), (batch, heads, padded, depth))
     return context[:, :, :length]
 

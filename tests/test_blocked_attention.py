@@ -33,7 +33,6 @@ LAYER_VARIANTS = {
     "v2_p2c_only_separate": dict(max_relative_positions=6, pos_att_type=("p2c",)),
     "v1_fused_talking_heads": dict(max_relative_positions=64, fused_qkv=True, position_key_bias=False,
                                    talking_head=True),
-    "no_relative_attention": dict(relative_attention=False),
 }
 
 
@@ -116,37 +115,10 @@ def test_blocked_layer_takes_a_pairwise_mask():
     assert_close(to_numpy(blocked(x, mask, rel)[0]), want, tol=TOL, what="pairwise mask")
 
 
-MODEL_CASES = {
-    "v3_like": (kd.TFDebertaV2Model, kd.DebertaV2Config, {**TINY_V2, **V2_VARIANTS["v3_like"]}),
-    "v2_separate_both_buckets": (kd.TFDebertaV2Model, kd.DebertaV2Config,
-                                 {**TINY_V2, **V2_VARIANTS["separate_both_buckets"]}),
-    "v1_talking_heads": (kd.TFDebertaModel, kd.DebertaConfig, {**TINY_V1, **V1_VARIANTS["talking_heads"]}),
-}
-
-
-@pytest.mark.parametrize("name", sorted(MODEL_CASES))
-def test_blocked_encoder_equals_full_encoder(name):
-    """The config option reaches every layer: whole encoders agree, padding included."""
-    cls, config_cls, fields = MODEL_CASES[name]
-    full = perturb_variables(cls(config_cls(**fields, attention_block_size=0)))
-    rng = np.random.RandomState(2)
-    ids = rng.randint(1, fields["vocab_size"], size=(2, LENGTH)).astype("int32")
-    mask = np.ones_like(ids)
-    mask[1, LENGTH - 9:] = 0
-    inputs = {"input_ids": ids, "attention_mask": mask}
-    if fields.get("type_vocab_size"):
-        inputs["token_type_ids"] = (np.arange(LENGTH) >= 10).astype("int32") * np.ones_like(ids)
-    want = to_numpy(full(**inputs).last_hidden_state)
-    blocked = cls(config_cls(**fields, attention_block_size=BLOCK))
-    blocked(**inputs)
-    blocked.set_weights(full.get_weights())
-    assert blocked.config.to_dict()["attention_block_size"] == BLOCK
-    assert_close(to_numpy(blocked(**inputs).last_hidden_state), want, tol=TOL, what=name)
-
-
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_blocked_encoder_matches_transformers(version, tmp_path):
-    """Block of 4 forced on a length-40 padded batch: outputs equal transformers' full attention."""
+    """Block of 4 forced through the config on a length-40 padded batch (40 > the relative span):
+    outputs equal transformers' full attention."""
     if version == "v2":
         hf_model = build_hf_model(hf_config(**V2_VARIANTS["v3_like"]))
         cls = kd.TFDebertaV2Model
@@ -160,40 +132,49 @@ def test_blocked_encoder_matches_transformers(version, tmp_path):
     mask[1, 31:] = 0
     ref = hf_forward(hf_model, ids, mask).last_hidden_state.numpy()
     model = cls.from_pretrained(str(tmp_path), attention_block_size=4)
+    assert model.config.to_dict()["attention_block_size"] == 4
     got = to_numpy(model(input_ids=ids, attention_mask=mask).last_hidden_state)
     assert_close(got, ref, mask.astype(bool), what=f"{version} blocked vs transformers")
 
 
 _LONG_SCRIPT = textwrap.dedent("""
     import json, resource, sys
+    import keras
     import numpy as np
     sys.path.insert(0, {root!r})
     import keras_deberta as kd
-    config = kd.DebertaV2Config(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads={heads},
-                                intermediate_size=32, relative_attention=True, position_buckets=256,
+    config = kd.DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads={heads},
+                                intermediate_size=16, relative_attention=True, position_buckets=256,
                                 max_relative_positions=512, share_att_key=True, pos_att_type="p2c|c2p",
                                 position_biased_input=False, norm_rel_ebd="layer_norm")
     model = kd.TFDebertaV2Model(config)  # attention_block_size None: automatic
     model(np.ones((1, 16), "int32"))  # imports, build and first-call costs land before the baseline
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out = np.asarray(model(np.ones((1, {length}), "int32")).last_hidden_state)
+    before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()  # resident now
+    out = keras.ops.convert_to_numpy(model(np.ones((1, {length}), "int32")).last_hidden_state)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({{"growth": after - before, "finite": bool(np.isfinite(out).all()), "shape": out.shape}}))
+    print(json.dumps({{"growth": after - before, "before": before, "finite": bool(np.isfinite(out).all()), "shape": list(out.shape)}}))
 """)
 
 
+@pytest.mark.slow  # 8-15 s per backend on 2 cores, most of it the subprocess's imports
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident size from /proc")
 def test_length_8192_runs_under_a_bound_the_full_form_exceeds():
     """One [1, H, L, L] float32 score tensor is the least the full form holds (it also holds two
-    [1, H, L, 2L] position products); the automatic blocked form must stay below it in peak RSS."""
+    [1, H, L, 2L] position products); with the automatic blocked form the peak resident size may
+    not grow by that much over the resident size before the call. Four heads keep every per-block
+    tensor above glibc's largest mmap threshold (32 MiB), so freed blocks go back to the system
+    rather than staying in the heap and adding up in the peak."""
     heads, length = 4, 8192
-    full_scores_bytes = 1 * heads * length * length * 4  # 1.07 GB
+    full_scores_bytes = 1 * heads * length * length * 4  # 1 GiB
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = _LONG_SCRIPT.format(root=root, heads=heads, length=length)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["finite"] and result["shape"] == [1, length, 32]
+    assert result["finite"] and result["shape"] == [1, length, 16]
+    print(f"peak RSS growth at L={length}: {result['growth'] / 2**20:.0f} MiB "
+          f"(bound {full_scores_bytes / 2**20:.0f} MiB)")
     assert result["growth"] < full_scores_bytes, (
         f"peak RSS grew {result['growth'] / 2**30:.2f} GiB at L={length}; the full form's scores alone "
         f"are {full_scores_bytes / 2**30:.2f} GiB")
