@@ -178,3 +178,14 @@ def test_length_8192_runs_under_a_bound_the_full_form_exceeds():
     assert result["growth"] < full_scores_bytes, (
         f"peak RSS grew {result['growth'] / 2**30:.2f} GiB at L={length}; the full form's scores alone "
         f"are {full_scores_bytes / 2**30:.2f} GiB")
+
+
+def test_row_gather_fast_path_equals_take_along_axis():
+    """`_gather_rows` (torch.gather on torch) against keras.ops.take_along_axis, every backend."""
+    from layers.blocked_attention import _gather_rows
+
+    rng = np.random.RandomState(4)
+    table = keras.ops.convert_to_tensor(rng.randn(2, 3, 5, 7).astype("float32"))  # [B, H, R, L]
+    index = keras.ops.convert_to_tensor(rng.randint(0, 5, size=(4, 7)).astype("int32"))  # [blk, L]
+    want = keras.ops.take_along_axis(table, index[None, None], axis=2)
+    np.testing.assert_array_equal(to_numpy(_gather_rows(table, index)), to_numpy(want))
