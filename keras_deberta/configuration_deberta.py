@@ -4,6 +4,11 @@
 fields below; each lists its own defaults. Fields transformers reads with `getattr` are explicit
 here, with the defaults transformers falls back to. `pos_att_type` may be a list or a "p2c|c2p"
 string; it is stored as a list.
+
+One field is ours, not transformers': `attention_block_size` (None: automatic, blocked attention
+above 1024 tokens; an int > 0: blocks of that many query rows whenever the sequence is longer; 0:
+never blocked; see `layers.DisentangledSelfAttention`). It changes memory, not the math, and is
+left out of `to_dict` while None, so config.json files stay as transformers writes them.
 """
 
 from presets.config import BaseConfig
@@ -13,6 +18,7 @@ _SHARED_DEFAULTS = dict(
     type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7, relative_attention=False,
     max_relative_positions=-1, position_biased_input=True, pos_att_type=None, pooler_dropout=0.0,
     pooler_hidden_act="gelu", legacy=True, embedding_size=None, pooler_hidden_size=None, cls_dropout=None,
+    attention_block_size=None,
 )
 
 
@@ -34,6 +40,9 @@ def _validate(config):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not config.layer_norm_eps > 0:
         raise ValueError(f"layer_norm_eps must be > 0, got {config.layer_norm_eps!r}")
+    size = config.attention_block_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"attention_block_size must be None or an integer >= 0, got {size!r}")
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         value = getattr(config, name)
         if not 0 <= value < 1:
@@ -72,8 +81,9 @@ class _DebertaConfigBase(BaseConfig):
 
     def to_dict(self):
         out = super().to_dict()
-        if out.get("cls_dropout") is None:
-            out.pop("cls_dropout", None)
+        for name in ("cls_dropout", "attention_block_size"):  # absent from transformers' files when unset
+            if out.get(name) is None:
+                out.pop(name, None)
         return out
 
 

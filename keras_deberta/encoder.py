@@ -66,6 +66,7 @@ class DebertaEncoderLayer(_ConfiguredLayer):
             fused_qkv=config.fused_qkv,
             position_key_bias=not config.fused_qkv,  # v1's pos_proj has no bias
             talking_head=bool(getattr(config, "talking_head", False)),
+            attention_block_size=config.attention_block_size,
             name="self",
         )
         eps = config.layer_norm_eps

@@ -5,7 +5,14 @@ import math
 import keras
 from keras import ops
 
+from layers.blocked_attention import blocked_disentangled_attention
 from layers.relative_position import diagonal_row_indices, relative_position_rows, skew_to_relative
+
+
+# Automatic blocking (attention_block_size=None): sequences longer than this go through
+# `layers.blocked_attention` in blocks of AUTO_BLOCK_SIZE query rows; shorter ones keep the full form.
+AUTO_BLOCK_MIN_LENGTH = 1024
+AUTO_BLOCK_SIZE = 256
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -38,6 +45,12 @@ class DisentangledSelfAttention(keras.layers.Layer):
         max_relative_positions: the relative span (already resolved: > 0).
         attention_dropout, position_dropout: dropout rates on probabilities and on the table.
         fused_qkv, position_key_bias, talking_head: the DeBERTa v1 options above.
+        attention_block_size: None (automatic): sequences longer than AUTO_BLOCK_MIN_LENGTH run
+            in blocks of AUTO_BLOCK_SIZE query rows (memory O(L * block) instead of O(L^2), same
+            outputs to float rounding); an int > 0 forces blocks of that size whenever the length
+            exceeds it (and always when the length is not static); 0 never blocks. The full form
+            is used anyway when attention probabilities are requested or attention dropout is
+            active (training with attention_dropout > 0): both need the whole [L, L] map.
     Call args:
         hidden_states: [B, L, hidden_size].
         attention_mask: boolean, [B, L] (key and query padding) or [B, L_q, L_k] pairwise.
@@ -62,9 +75,13 @@ class DisentangledSelfAttention(keras.layers.Layer):
         fused_qkv=False,
         position_key_bias=True,
         talking_head=False,
+        attention_block_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if attention_block_size is not None and (isinstance(attention_block_size, bool) or int(attention_block_size) < 0):
+            raise ValueError(f"attention_block_size must be None or an integer >= 0, got {attention_block_size!r}")
+        self.attention_block_size = None if attention_block_size is None else int(attention_block_size)
         self.fused_qkv = bool(fused_qkv)
         self.position_key_bias = bool(position_key_bias)
         self.talking_head = bool(talking_head)
@@ -179,21 +196,66 @@ class DisentangledSelfAttention(keras.layers.Layer):
         # Scaling q before the products keeps float16 scores in range (fp16 overflow is a known
         # DeBERTa failure); the reference divides k instead, the same value in exact arithmetic.
         scaled_query = query / ops.cast(self.scale, query.dtype)
-        scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
+        pos_key, pos_query = self._position_tables(rel_embeddings, training)
+        scaled_key = None if pos_query is None else key / ops.cast(self.scale, key.dtype)
 
-        if self.relative_attention and self.pos_att_type:
-            if rel_embeddings is None:
-                raise ValueError("relative_attention needs rel_embeddings")
-            table = self.table_dropout(rel_embeddings[: 2 * self.span], training=training)
-            if "c2p" in self.pos_att_type:
-                pos_key = self._project_table(table, self.key_proj if self.share_att_key else self.pos_key_proj)
-                scores = scores + self._relative_scores(scaled_query, pos_key, length, length, flip=False)
-            if "p2c" in self.pos_att_type:
-                pos_query = self._project_table(table, self.query_proj if self.share_att_key else self.pos_query_proj)
-                scaled_key = key / ops.cast(self.scale, key.dtype)
-                # Rows are keys: p2c^T[j, i] = k_j . Qr[row(i - j)], distance seen from the key flipped.
-                p2c = self._relative_scores(scaled_key, pos_query, length, length, flip=True)
-                scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
+        full = lambda: self._full_attention(scaled_query, scaled_key, key, value, pos_key, pos_query,
+                                            attention_mask, length, training)
+        blocked = lambda block: lambda: self._blocked_attention(scaled_query, scaled_key, key, value, pos_key,
+                                                                pos_query, attention_mask, block)
+        dropout_active = bool(training) and self.attention_dropout > 0
+        plan = None if (return_attention_scores or dropout_active) else self._blocking_plan(hidden_states.shape[1])
+        if plan is None:
+            context, probs = full()
+        elif plan[1] is None:  # the length is known: blocks of plan[0]
+            context, probs = blocked(plan[0])(), None
+        else:  # length unknown while tracing (TensorFlow graphs): decide at run time
+            context = ops.cond(length > plan[1], blocked(plan[0]), lambda: full()[0])
+            probs = None
+
+        context = ops.transpose(context, (0, 2, 1, 3))  # [B, L, H, D]
+        batch = ops.shape(context)[0]
+        context = ops.reshape(context, (batch, length, self.num_heads * self.head_size))
+        return context, (probs if return_attention_scores else None)
+
+    def _blocking_plan(self, static_length):
+        """None (full form), (block, None) (blocked form) or (block, threshold) (decide at run time)."""
+        size = self.attention_block_size
+        if size == 0:
+            return None
+        block, threshold = (AUTO_BLOCK_SIZE, AUTO_BLOCK_MIN_LENGTH) if size is None else (size, size)
+        if isinstance(static_length, int):
+            return (block, None) if static_length > threshold else None
+        if size is not None:  # forced: blocked whatever the length (exact for any length)
+            return block, None
+        if keras.backend.backend() == "tensorflow":
+            return block, threshold
+        return None  # symbolic lengths elsewhere (jax2tf export shapes) keep the full form
+
+    def _position_tables(self, rel_embeddings, training):
+        """-> (Kr, Qr), each [H, 2 * span, D] or None: the relative table through the key / query side."""
+        if not (self.relative_attention and self.pos_att_type):
+            return None, None
+        if rel_embeddings is None:
+            raise ValueError("relative_attention needs rel_embeddings")
+        table = self.table_dropout(rel_embeddings[: 2 * self.span], training=training)
+        pos_key = pos_query = None
+        if "c2p" in self.pos_att_type:
+            pos_key = self._project_table(table, self.key_proj if self.share_att_key else self.pos_key_proj)
+        if "p2c" in self.pos_att_type:
+            pos_query = self._project_table(table, self.query_proj if self.share_att_key else self.pos_query_proj)
+        return pos_key, pos_query
+
+    def _full_attention(self, scaled_query, scaled_key, key, value, pos_key, pos_query, attention_mask, length,
+                        training):
+        """The whole [B, H, L, L] map at once -> (context [B, H, L, D], probabilities [B, H, L, L])."""
+        scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
+        if pos_key is not None:
+            scores = scores + self._relative_scores(scaled_query, pos_key, length, length, flip=False)
+        if pos_query is not None:
+            # Rows are keys: p2c^T[j, i] = k_j . Qr[row(i - j)], distance seen from the key flipped.
+            p2c = self._relative_scores(scaled_key, pos_query, length, length, flip=True)
+            scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
 
         if self.head_logits_proj is not None:
             scores = self._mix_heads(scores, self.head_logits_proj)
@@ -208,11 +270,15 @@ class DisentangledSelfAttention(keras.layers.Layer):
         if self.head_weights_proj is not None:
             dropped = self._mix_heads(dropped, self.head_weights_proj)
             probs = self._mix_heads(probs, self.head_weights_proj)
-        context = ops.einsum("bhij,bhjd->bhid", dropped, value)  # [B, H, L, D]
-        context = ops.transpose(context, (0, 2, 1, 3))
-        batch = ops.shape(context)[0]
-        context = ops.reshape(context, (batch, length, self.num_heads * self.head_size))
-        return context, (probs if return_attention_scores else None)
+        return ops.einsum("bhij,bhjd->bhid", dropped, value), probs  # [B, H, L, D]
+
+    def _blocked_attention(self, scaled_query, scaled_key, key, value, pos_key, pos_query, attention_mask, block):
+        """`block` query rows at a time (layers.blocked_attention) -> context [B, H, L, D]."""
+        mixing = lambda proj: None if proj is None else proj(ops.eye(self.num_heads, dtype=value.dtype))
+        return blocked_disentangled_attention(
+            scaled_query, key, value, block=block, scaled_key=scaled_key, pos_key=pos_key, pos_query=pos_query,
+            rows=self._rows, max_distance=self._max_distance, attention_mask=attention_mask,
+            mix_logits=mixing(self.head_logits_proj), mix_probs=mixing(self.head_weights_proj))
 
     def get_config(self):
         config = super().get_config()
@@ -231,6 +297,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
             fused_qkv=self.fused_qkv,
             position_key_bias=self.position_key_bias,
             talking_head=self.talking_head,
+            attention_block_size=self.attention_block_size,
         )
         return config
 
