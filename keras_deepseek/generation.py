@@ -21,16 +21,18 @@ from keras import ops
 NEG_INF = -1e30
 # Compiled prefill / decode functions kept per model (least recently used dropped first).
 GENERATE_FUNCTIONS = 8
-# Smallest cache length; longer ones are powers of two (capped at max_position_embeddings).
+# Cache lengths are bucketed so one compiled decode loop serves many prompt and output lengths:
+# 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two: at most 1.5x the slots needed,
+# two compiled sizes per octave), capped at max_position_embeddings.
 MIN_CACHE_BUCKET = 16
 
 
 def cache_bucket(length, max_positions):
-    """Cache slots for `length` tokens: the next power of two >= length (at least
-    MIN_CACHE_BUCKET), capped at max_positions (never below length)."""
+    """Cache slots for `length` tokens: the smallest bucket >= length, capped at max_positions
+    (never below length)."""
     bucket = MIN_CACHE_BUCKET
     while bucket < length:
-        bucket *= 2
+        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
     return max(length, min(bucket, max_positions))
 
 
@@ -126,8 +128,7 @@ class GenerationMixin:
         prefill = self._generate_function(("prefill", batch, prompt, total), jit_compile,
                                           lambda ids, mask: self._prefill(ids, mask, total))
         logits, caches, key_valid, next_pos = prefill(ids, mask)
-        decode = self._generate_function(("decode", batch, total, tuple(sorted(settings.items()))), jit_compile,
-                                         lambda *args: self._decode_loop(*args, settings))
+        decode = self._decode_function(batch, total, settings, jit_compile)
         padded_uniforms = np.zeros((total, batch), "float32")
         padded_uniforms[:max_new_tokens] = uniforms
         new_tokens, steps = decode(logits, caches, key_valid, next_pos, np.asarray(prompt, "int32"),
@@ -251,6 +252,12 @@ class GenerationMixin:
     def _reset_compiled_functions(self):
         self.__dict__.pop("_generate_fns", None)
         super()._reset_compiled_functions()
+
+    def _decode_function(self, batch, total, settings, jit_compile=True):
+        """The compiled `_decode_loop` for `batch` rows over caches of `total` slots:
+        fn(logits, caches, key_valid, next_pos, start, num_new, uniforms) -> (new tokens, steps)."""
+        return self._generate_function(("decode", batch, total, tuple(sorted(settings.items()))), jit_compile,
+                                       lambda *args: self._decode_loop(*args, settings))
 
     def _generate_function(self, key, jit_compile, run):
         """The compiled function for `key` from a small LRU (most recent GENERATE_FUNCTIONS kept):
