@@ -1,8 +1,15 @@
 """`generate()` for TFDeepseekV2ForCausalLM: prefill once, then decode over the latent-only cache.
 
-The whole loop (prefill + `ops.while_loop` over decoding steps) is one compiled function on JAX
-(`jax.jit`, variables passed in through a `StatelessScope`) and TensorFlow (`tf.function`); on
-PyTorch the same code runs eagerly. Decoding steps use the absorbed MLA form.
+Two compiled functions per call (`jax.jit` with the variables passed in through a `StatelessScope`
+on JAX, `tf.function` on TensorFlow; eager PyTorch runs the same code):
+* prefill [B, P] -> logits of the last prompt token and per-layer caches [B, T, r + dr] holding
+  the prompt's latents in slots 0..P-1 (the prompt attends over its own P entries);
+* the decode loop: `ops.while_loop` of absorbed-MLA steps, each writing one slot in place
+  (`slice_update`; in-place on PyTorch) and attending over all T slots with unfilled ones masked.
+  The first slot and the number of steps are runtime values, so one compiled loop serves every
+  prompt length and position whose total fits T.
+T is bucketed (16, 24, 32, 48, ...: powers of two and 1.5x them) and the compiled functions live
+in a small LRU per model, so a stream of prompts reuses a bounded number of them.
 
 Semantics follow transformers' `generate`: positions from the attention mask (left padding), greedy
 argmax or sampling (temperature -> top-k -> top-p), rows that produced an eos are filled with the

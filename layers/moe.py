@@ -1,18 +1,23 @@
 """DeepSeekMoE: a float32 softmax router, routed experts run sparsely, always-on shared experts.
 
-Sparse dispatch without a ragged matmul (keras.ops has none): the N*K (token, expert) assignments
-are sorted by expert and laid out in fixed-size blocks, each block belonging to one expert (the
-"block-sparse" layout of MegaBlocks). A block's rows are gathered, multiplied by that block's
-expert weights (one batched einsum over blocks) and scattered back with a segment sum. Every shape
-is static for a given N, so it runs under jax.jit and tf.function, and the work is bounded by
+Sparse dispatch: the N*K (token, expert) assignments are sorted by expert, so each expert owns one
+contiguous run of rows; the grouped matmul over those runs is in layers/grouped_matmul.py (a chunk
+loop with expert weights read in place on JAX/CPU and TensorFlow, `jax.lax.ragged_dot` on JAX off
+CPU, `torch._grouped_mm` on PyTorch). Rows computed: at most A + min(E, A) * (chunk - 1),
+A = N * K; exactly A on PyTorch; never N * E. Nothing is dropped.
 
-    rows = blocks * block_size <= A + min(E, A) * (block_size - 1),   A = N * K,
+Training (and the reverse-mode gradient JAX needs, which a loop with a data-dependent trip count
+does not have) uses the block-sparse layout beside it (MegaBlocks'): assignments laid out in
+fixed-size blocks, each block belonging to one expert, its rows gathered, multiplied by that
+block's gathered expert weights (one batched einsum) and scattered back with a segment sum; every
+shape is static for a given N and the work is bounded by
 
-with block_size = ceil(A / (2E)): about 1.5x the selected work in the worst case, exactly A rows when
-decoding (block_size 1), never N * E. Nothing is dropped. `RoutedExperts.last_dispatch` records the
-rows computed by the latest call (a probe for tests).
+    rows = blocks * block_size <= A + min(E, A) * (block_size - 1),
 
-keras.ops only.
+with block_size = ceil(A / (2E)). `RoutedExperts.last_dispatch` records the bound on rows of the
+latest call (a probe for tests).
+
+keras.ops, with the backend fast paths named above beside their keras.ops references.
 """
 
 import math
