@@ -181,6 +181,10 @@ class MultiHeadLatentAttention(keras.layers.Layer):
     # Prompts longer than this attend in query blocks of this many rows ([B, H, block, T] scores at
     # a time instead of [B, H, S, T]); every row still sees all its keys, so the result is the same.
     query_block = 256
+    # Decoding over a cache of T >= 2 * decode_chunk slots (T a multiple of it) reads the cache in
+    # chunks of this many slots with a streaming softmax and stops after the chunk holding the
+    # newest token: the work follows the tokens written, not the cache's (bucketed) length.
+    decode_chunk = 512
 
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
              return_attention_scores=False, cache_in_place=False):
@@ -200,7 +204,11 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             # entries (causality), so they attend over those S keys, not the whole cache.
             if not (isinstance(cache_index, int) and cache_index == 0):
                 keys = ops.cast(cache, self.compute_dtype)  # [B, T, r + dr]
-        if absorb:
+        T = keys.shape[1]
+        if (absorb and keys is not entries and not training and not return_attention_scores
+                and isinstance(T, int) and T >= 2 * self.decode_chunk and T % self.decode_chunk == 0):
+            context, probs = self._absorbed_streaming(q_nope, q_pe, keys, bias, cache_index + S), None
+        elif absorb:
             context, probs = self._absorbed(q_nope, q_pe, keys, bias, training)
         else:
             context, probs = self._expanded(q_nope, q_pe, keys, bias, training, return_attention_scores)
@@ -228,6 +236,39 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         ctx = ops.einsum("bqt,btc->bqc", flat, keys)[..., :r]  # [B, S*H, r]
         context = ops.einsum("bshr,rhd->bshd", ops.reshape(ctx, (B, S, H, r)), w_uv)  # [B, S, H, dv]
         return context, probs
+
+    def _absorbed_streaming(self, q_nope, q_pe, keys, bias, filled):
+        """`_absorbed` over the first ceil(filled / decode_chunk) chunks of the cache only, with an
+        online softmax (running max and sum per query row, float32). Slots at or past `filled`
+        are masked in `bias` anyway, so skipping them changes nothing but float rounding."""
+        B, S, H = ops.shape(q_nope)[0], ops.shape(q_nope)[1], self.num_heads
+        r, C, c = self.kv_lora_rank, self.decode_chunk, self.cache_width
+        w = self._kv_b_kernel()
+        w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
+        q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+        query = ops.reshape(ops.concatenate([q_lat, ops.cast(q_pe, q_lat.dtype)], axis=-1), (B, S * H, c))
+        bias = ops.maximum(ops.cast(bias[:, 0], "float32"), MASK_VALUE)  # [B, S, T]
+        chunks = (ops.cast(filled, "int32") + C - 1) // C
+
+        def body(j, best, total, acc):
+            k = ops.slice(keys, (0, j * C, 0), (B, C, c))  # [B, C, r + dr]
+            b = ops.slice(bias, (0, 0, j * C), (B, S, C))[:, :, None, :]  # [B, S, 1, C]
+            scores = ops.cast(ops.einsum("bqc,btc->bqt", query, k), "float32")  # [B, S*H, C]
+            scores = ops.reshape(ops.reshape(scores, (B, S, H, C)) + b, (B, S * H, C))
+            new_best = ops.maximum(best, ops.max(scores, axis=-1, keepdims=True))  # [B, S*H, 1]
+            decay = ops.exp(best - new_best)
+            p = ops.exp(scores - new_best)
+            total = total * decay + ops.sum(p, axis=-1, keepdims=True)
+            acc = acc * decay + ops.cast(ops.einsum("bqt,btc->bqc", ops.cast(p, k.dtype), k), "float32")
+            return j + 1, new_best, total, acc
+
+        init = (ops.convert_to_tensor(0, "int32"), ops.full((B, S * H, 1), 2 * MASK_VALUE, "float32"),
+                ops.zeros((B, S * H, 1), "float32"), ops.zeros((B, S * H, c), "float32"))
+        _, best, total, acc = ops.while_loop(lambda j, *_: j < chunks, body, init)
+        # A query that sees no key (a padding row) attends to nothing, as in `_softmax`.
+        ctx = ops.where(best > MASK_VALUE / 2, acc / total, 0.0)[..., :r]  # [B, S*H, r]
+        ctx = ops.cast(ops.reshape(ctx, (B, S, H, r)), self.compute_dtype)
+        return ops.einsum("bshr,rhd->bshd", ctx, w_uv)  # [B, S, H, dv]
 
     def _expanded(self, q_nope, q_pe, keys, bias, training, return_attention_scores):
         """kv_b_proj re-expands the latents into per-head keys and values (prefill, training)."""

@@ -116,6 +116,29 @@ def test_decoding_in_a_larger_cache_bucket_equals_transformers(lite):
     assert len(decode_loops) == 1 and len(model._generate_fns) <= GENERATE_FUNCTIONS
 
 
+def test_streaming_decode_over_cache_chunks_equals_transformers(lite, monkeypatch):
+    """The decode that reads the cache in chunks with a streaming softmax and skips unwritten
+    slots (used for caches of >= 1024 slots), forced here with 4-slot chunks over the 16-slot
+    cache; row 0 is left-padded by 5, so its first chunk holds no visible key."""
+    import torch
+
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, model = lite
+    ids = np.random.RandomState(14).randint(3, 97, size=(2, 9)).astype("int32")
+    mask = np.ones_like(ids)
+    ids[0, :5], mask[0, :5] = 0, 0
+    ref = hf_model.generate(torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
+                            max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+    monkeypatch.setattr(MultiHeadLatentAttention, "decode_chunk", 4)
+    model.__dict__.pop("_generate_fns", None)  # compiled loops read decode_chunk when they are traced
+    try:
+        got = _np(model.generate(ids, attention_mask=mask, max_new_tokens=6, eos_token_id=None))
+    finally:
+        model.__dict__.pop("_generate_fns", None)
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_cached_decoding_equals_full_recomputation(lite, prompts):
     name, _, model = lite
     cached = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
