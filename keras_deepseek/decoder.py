@@ -71,10 +71,11 @@ class DeepseekV2DecoderLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
-             return_attention_scores=False):
+             return_attention_scores=False, cache_in_place=False):
         attended, cache, probs = self.self_attn(
             self.input_layernorm(hidden), cos, sin, bias, cache=cache, cache_index=cache_index,
-            absorb=absorb, training=training, return_attention_scores=return_attention_scores)
+            absorb=absorb, training=training, return_attention_scores=return_attention_scores,
+            cache_in_place=cache_in_place)
         hidden = hidden + attended
         normed = self.post_attention_layernorm(hidden)
         if isinstance(self.mlp, MoEBlock):
@@ -94,6 +95,8 @@ class DeepseekV2MainLayer(keras.layers.Layer):
     With `caches` (a list of [B, T, kv_lora_rank + qk_rope_head_dim], one per layer) the new
     tokens' latents are written at slot `cache_index`, `key_valid` [B, T] says which slots hold
     tokens (the new ones included) and attention runs over the cache; the dict then has `caches`.
+    With the Python int `cache_index=0` (a prefill) the tokens attend over their own entries only.
+    `cache_in_place=True` lets PyTorch overwrite the given caches (see `write_cache`).
     """
 
     def __init__(self, config, remat=False, **kwargs):
@@ -125,7 +128,7 @@ class DeepseekV2MainLayer(keras.layers.Layer):
 
     def call(self, input_ids=None, attention_mask=None, position_ids=None, caches=None, cache_index=0,
              key_valid=None, absorb=False, training=False, output_hidden_states=False,
-             output_attentions=False, inputs_embeds=None):
+             output_attentions=False, inputs_embeds=None, cache_in_place=False):
         # input_ids [B, S], or inputs_embeds [B, S, d] in their place.
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         token_shape = ops.shape(hidden)[:2]
@@ -135,6 +138,8 @@ class DeepseekV2MainLayer(keras.layers.Layer):
             position_ids = ops.broadcast_to(position_ids, token_shape)
         if key_valid is None:
             key_valid = attention_mask if attention_mask is not None else ops.ones(token_shape, dtype="int32")
+        if caches is not None and isinstance(cache_index, int) and cache_index == 0:
+            key_valid = key_valid[:, :length]  # a prefill sees only its own slots (causality)
         bias = attention_bias(key_valid, length, cache_index)
         cos, sin = rope_cos_sin(position_ids, self.inv_freq, self.attention_factor)
         all_hidden, all_attentions, new_caches = [hidden], [], []
@@ -150,7 +155,8 @@ class DeepseekV2MainLayer(keras.layers.Layer):
             else:
                 hidden, cache, probs = layer(
                     hidden, cos, sin, bias, cache=None if caches is None else caches[i], cache_index=cache_index,
-                    absorb=absorb, training=training, return_attention_scores=output_attentions)
+                    absorb=absorb, training=training, return_attention_scores=output_attentions,
+                    cache_in_place=cache_in_place)
             new_caches.append(cache)
             all_hidden.append(hidden)
             all_attentions.append(probs)

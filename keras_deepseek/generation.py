@@ -1,8 +1,15 @@
 """`generate()` for TFDeepseekV2ForCausalLM: prefill once, then decode over the latent-only cache.
 
-The whole loop (prefill + `ops.while_loop` over decoding steps) is one compiled function on JAX
-(`jax.jit`, variables passed in through a `StatelessScope`) and TensorFlow (`tf.function`); on
-PyTorch the same code runs eagerly. Decoding steps use the absorbed MLA form.
+Two compiled functions per call (`jax.jit` with the variables passed in through a `StatelessScope`
+on JAX, `tf.function` on TensorFlow; eager PyTorch runs the same code):
+* prefill [B, P] -> logits of the last prompt token and per-layer caches [B, T, r + dr] holding
+  the prompt's latents in slots 0..P-1 (the prompt attends over its own P entries);
+* the decode loop: `ops.while_loop` of absorbed-MLA steps, each writing one slot in place
+  (`slice_update`; in-place on PyTorch) and attending over all T slots with unfilled ones masked.
+  The first slot and the number of steps are runtime values, so one compiled loop serves every
+  prompt length and position whose total fits T.
+T is bucketed (16, 24, 32, 48, ...: powers of two and 1.5x them) and the compiled functions live
+in a small LRU per model, so a stream of prompts reuses a bounded number of them.
 
 Semantics follow transformers' `generate`: positions from the attention mask (left padding), greedy
 argmax or sampling (temperature -> top-k -> top-p), rows that produced an eos are filled with the
@@ -11,6 +18,7 @@ tokens. Sampling draws its uniforms from numpy's Generator(seed), so a seed give
 every backend (up to float ties).
 """
 
+import collections
 import numbers
 
 import keras
@@ -18,6 +26,21 @@ import numpy as np
 from keras import ops
 
 NEG_INF = -1e30
+# Compiled prefill / decode functions kept per model (least recently used dropped first).
+GENERATE_FUNCTIONS = 8
+# Cache lengths are bucketed so one compiled decode loop serves many prompt and output lengths:
+# 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two: at most 1.5x the slots needed,
+# two compiled sizes per octave), capped at max_position_embeddings.
+MIN_CACHE_BUCKET = 16
+
+
+def cache_bucket(length, max_positions):
+    """Cache slots for `length` tokens: the smallest bucket >= length, capped at max_positions
+    (never below length)."""
+    bucket = MIN_CACHE_BUCKET
+    while bucket < length:
+        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
+    return max(length, min(bucket, max_positions))
 
 
 def _as_int_list(value):
@@ -99,18 +122,27 @@ class GenerationMixin:
             uniforms = np.random.default_rng(seed).random((max_new_tokens, batch)).astype("float32")
         else:
             uniforms = np.zeros((max_new_tokens, batch), "float32")
+        # What the compiled decode loop depends on (the prompt length and token budget are runtime values).
         settings = dict(
-            prompt=prompt, max_new=max_new_tokens, do_sample=bool(do_sample),
-            temperature=float(temperature), top_k=int(top_k or 0), top_p=float(top_p if top_p is not None else 1.0),
-            eos=tuple(eos), pad=int(pad_token_id))
+            do_sample=bool(do_sample), temperature=float(temperature), top_k=int(top_k or 0),
+            top_p=float(top_p if top_p is not None else 1.0), eos=tuple(eos), pad=int(pad_token_id))
         if not use_cache:
-            tokens, steps = self._generate_uncached(ids, mask, uniforms, settings)
-        else:
-            fn = self._generate_fn(settings, jit_compile)
-            tokens, steps = fn(ids, mask, uniforms)
+            tokens, steps = self._generate_uncached(ids, mask, uniforms, dict(settings, prompt=prompt,
+                                                                               max_new=max_new_tokens))
+            steps = int(np.asarray(ops.convert_to_numpy(steps)))
+            return ops.convert_to_tensor(np.asarray(tokens)[:, : prompt + steps].astype("int32"))
+        total = cache_bucket(prompt + max_new_tokens, config.max_position_embeddings)
+        prefill = self._generate_function(("prefill", batch, prompt, total), jit_compile,
+                                          lambda ids, mask: self._prefill(ids, mask, total))
+        logits, caches, key_valid, next_pos = prefill(ids, mask)
+        decode = self._decode_function(batch, total, settings, jit_compile)
+        padded_uniforms = np.zeros((total, batch), "float32")
+        padded_uniforms[:max_new_tokens] = uniforms
+        new_tokens, steps = decode(logits, caches, key_valid, next_pos, np.asarray(prompt, "int32"),
+                                   np.asarray(max_new_tokens, "int32"), padded_uniforms)
         steps = int(np.asarray(ops.convert_to_numpy(steps)))
-        tokens = np.asarray(ops.convert_to_numpy(tokens))[:, : prompt + steps]
-        return ops.convert_to_tensor(tokens.astype("int32"))
+        new_tokens = np.asarray(ops.convert_to_numpy(new_tokens))[:, :steps]
+        return ops.convert_to_tensor(np.concatenate([ids, new_tokens], axis=1).astype("int32"))
 
     # --- token choice ----------------------------------------------------------------------------
     @staticmethod
@@ -134,45 +166,60 @@ class GenerationMixin:
         choice = ops.minimum(choice, vocab - 1)
         return ops.cast(ops.take_along_axis(order, choice[:, None], axis=-1)[:, 0], "int32")
 
-    # --- the loop --------------------------------------------------------------------------------
-    def _generate_loop(self, ids, mask, uniforms, s):
+    # --- the loop ----------------------------------------------------------------------------------
+    def _prefill(self, ids, mask, total):
+        """Runs the prompt [B, P] once and writes its latents into fresh caches of `total` slots.
+
+        Returns (logits of the last prompt token [B, V] float32, caches (one [B, total, width] per
+        layer), key_valid [B, total] int32, next position [B] int32)."""
         config = self.config
-        P, N = s["prompt"], s["max_new"]
-        B = ids.shape[0]
-        T = P + N
-        ids = ops.cast(ids, "int32")
-        mask = ops.cast(mask, "int32")
+        B, P = ids.shape[0], ids.shape[1]
+        ids, mask = ops.cast(ids, "int32"), ops.cast(mask, "int32")
         positions = ops.cumsum(mask, axis=-1) - 1
         positions = ops.where(mask == 0, 1, positions)
         width = config.cache_values_per_token
-        caches = [ops.zeros((B, T, width), dtype=self.compute_dtype) for _ in range(config.num_hidden_layers)]
-        key_valid = ops.concatenate([mask, ops.zeros((B, N), "int32")], axis=1)
-        out = self.model(ids, position_ids=positions, caches=caches, cache_index=0, key_valid=key_valid)
+        caches = [ops.zeros((B, total, width), dtype=self.compute_dtype) for _ in range(config.num_hidden_layers)]
+        key_valid = ops.concatenate([mask, ops.zeros((B, total - P), "int32")], axis=1)
+        # cache_index is the Python int 0: each layer attends over the prompt's own P entries only.
+        out = self.model(ids, position_ids=positions, caches=caches, cache_index=0, key_valid=key_valid,
+                         cache_in_place=True)
         logits = self.logits_from_hidden(out["last_hidden_state"][:, -1:])[:, 0]
-        tokens = ops.concatenate([ids, ops.full((B, N), s["pad"], dtype="int32")], axis=1)
-        next_pos = ops.max(positions, axis=-1) + 1  # [B]
+        return (ops.cast(logits, "float32"), tuple(out["caches"]), key_valid,
+                ops.max(positions, axis=-1) + 1)
+
+    def _decode_loop(self, logits, caches, key_valid, next_pos, start, num_new, uniforms, s):
+        """Up to `num_new` decoding steps over static-shape caches; one compiled function for every
+        prompt length and position that fits the caches' T slots.
+
+        Args: logits [B, V] of the token before slot `start`; caches [B, T, width] per layer;
+        key_valid [B, T]; next_pos [B]; start, num_new: int32 scalars (tensors, not compile-time
+        constants); uniforms [T, B] (row i drives step i when sampling).
+        Returns (new tokens [B, T] (the first `steps` columns are meaningful), steps)."""
+        B, T = key_valid.shape[0], key_valid.shape[1]
+        start, num_new = ops.cast(start, "int32"), ops.cast(num_new, "int32")
+        new_tokens = ops.full((B, T), s["pad"], dtype="int32")
         finished = ops.zeros((B,), "bool")
         eos = ops.convert_to_tensor(np.asarray(s["eos"] or [-1], "int32"))
 
-        def cond(i, logits, caches, key_valid, tokens, finished, next_pos):
-            return ops.logical_and(i < N, ops.logical_not(ops.all(finished)))
+        def cond(i, logits, caches, key_valid, new_tokens, finished, next_pos):
+            return ops.logical_and(i < num_new, ops.logical_not(ops.all(finished)))
 
-        def body(i, logits, caches, key_valid, tokens, finished, next_pos):
+        def body(i, logits, caches, key_valid, new_tokens, finished, next_pos):
             token = self._choose(logits, ops.take(uniforms, i, axis=0), s)
             token = ops.where(finished, s["pad"], token)
-            slot = P + i
-            tokens = ops.slice_update(tokens, (0, slot), token[:, None])
+            slot = start + i
+            new_tokens = ops.slice_update(new_tokens, (0, i), token[:, None])
             if s["eos"]:
                 finished = ops.logical_or(finished, ops.any(token[:, None] == eos[None, :], axis=-1))
             key_valid = ops.slice_update(key_valid, (0, slot), ops.ones((B, 1), "int32"))
             out = self.model(token[:, None], position_ids=next_pos[:, None], caches=list(caches),
-                             cache_index=slot, key_valid=key_valid, absorb=True)
+                             cache_index=slot, key_valid=key_valid, absorb=True, cache_in_place=True)
             logits = self.logits_from_hidden(out["last_hidden_state"])[:, 0]
-            return (i + 1, ops.cast(logits, "float32"), tuple(out["caches"]), key_valid, tokens, finished,
+            return (i + 1, ops.cast(logits, "float32"), tuple(out["caches"]), key_valid, new_tokens, finished,
                     next_pos + 1)
 
-        state = (ops.convert_to_tensor(0, "int32"), ops.cast(logits, "float32"), tuple(out["caches"]),
-                 key_valid, tokens, finished, next_pos)
+        state = (ops.convert_to_tensor(0, "int32"), ops.cast(logits, "float32"), tuple(caches),
+                 ops.cast(key_valid, "int32"), new_tokens, finished, ops.cast(next_pos, "int32"))
         state = ops.while_loop(cond, body, state)
         return state[4], state[0]
 
@@ -213,13 +260,25 @@ class GenerationMixin:
         self.__dict__.pop("_generate_fns", None)
         super()._reset_compiled_functions()
 
-    def _generate_fn(self, s, jit_compile):
-        key = (keras.backend.backend(), jit_compile, tuple(sorted(s.items())))
-        cache = self.__dict__.setdefault("_generate_fns", {})
-        if key not in cache:
-            cache[key] = self._compiled(lambda ids, mask, uniforms: self._generate_loop(ids, mask, uniforms, s),
-                                        jit_compile)
-        return cache[key]
+    def _decode_function(self, batch, total, settings, jit_compile=True):
+        """The compiled `_decode_loop` for `batch` rows over caches of `total` slots:
+        fn(logits, caches, key_valid, next_pos, start, num_new, uniforms) -> (new tokens, steps)."""
+        return self._generate_function(("decode", batch, total, tuple(sorted(settings.items()))), jit_compile,
+                                       lambda *args: self._decode_loop(*args, settings))
+
+    def _generate_function(self, key, jit_compile, run):
+        """The compiled function for `key` from a small LRU (most recent GENERATE_FUNCTIONS kept):
+        cache lengths are bucketed, so a stream of prompts reuses a few functions and the number
+        held stays bounded whatever the lengths."""
+        key = (keras.backend.backend(), jit_compile) + key
+        functions = self.__dict__.setdefault("_generate_fns", collections.OrderedDict())
+        if key in functions:
+            functions.move_to_end(key)
+        else:
+            functions[key] = self._compiled(run, jit_compile)
+            while len(functions) > GENERATE_FUNCTIONS:
+                functions.popitem(last=False)
+        return functions[key]
 
     def _generate_uncached(self, ids, mask, uniforms, s):
         """Reference path without a cache: at every step the whole [B, P + max_new] buffer is run

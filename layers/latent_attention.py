@@ -43,6 +43,23 @@ def attention_bias(key_valid, query_length, cache_index=0):
     return ops.where(allowed, 0.0, MASK_VALUE)[:, None, :, :]
 
 
+def write_cache(cache, entries, index, in_place=False):
+    """cache [B, T, w] with entries [B, S, w] written at slot `index`.
+
+    `in_place` (the caller owns `cache` and drops the old value): on PyTorch, which runs eagerly and
+    whose slice_update copies the whole tensor, the slots are overwritten in place, so a decoding
+    step costs O(S) here instead of O(T). JAX (dynamic_update_slice in a compiled loop) and
+    TensorFlow take the functional update."""
+    if in_place and keras.backend.backend() == "torch":
+        import torch
+
+        if not torch.compiler.is_compiling():
+            start = int(index)
+            cache[:, start:start + entries.shape[1]] = entries
+            return cache
+    return ops.slice_update(cache, (0, index, 0), entries)
+
+
 class MultiHeadLatentAttention(keras.layers.Layer):
     """DeepSeek-V2 MLA. Weight names follow transformers' `DeepseekV2Attention`.
 
@@ -60,6 +77,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         cache: None or [B, T, r + dr]; the new entries are written at `cache_index`, and attention
         runs over the whole (updated) cache; without a cache T = S.
         absorb: use the absorbed form (decoding) instead of the expanded one.
+        cache_in_place: the caller gives up `cache` (see `write_cache`).
     Returns:
         (output [B, S, d], cache or the new entries [B, S, r + dr], probs [B, H, S, T] or None).
     """
@@ -160,8 +178,16 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         return self.dropout(ops.cast(probs, self.compute_dtype), training=training)
 
     # --- call ------------------------------------------------------------------------------------
+    # Prompts longer than this attend in query blocks of this many rows ([B, H, block, T] scores at
+    # a time instead of [B, H, S, T]); every row still sees all its keys, so the result is the same.
+    query_block = 256
+    # Decoding over a cache of T >= 2 * decode_chunk slots (T a multiple of it) reads the cache in
+    # chunks of this many slots with a streaming softmax and stops after the chunk holding the
+    # newest token: the work follows the tokens written, not the cache's (bucketed) length.
+    decode_chunk = 512
+
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
-             return_attention_scores=False):
+             return_attention_scores=False, cache_in_place=False):
         B, S = ops.shape(hidden)[0], ops.shape(hidden)[1]
         # RoPE is computed in float32; Keras has cast the tables to the compute dtype on the way in.
         cos, sin = ops.cast(cos, "float32"), ops.cast(sin, "float32")
@@ -171,32 +197,102 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         scale = ops.cast(self.scale, q_nope.dtype)
         q_nope, q_pe = q_nope * scale, q_pe * scale
         entries = self.latent_entries(hidden, cos, sin)  # [B, S, r + dr]
+        keys = entries
         if cache is not None:
-            cache = ops.slice_update(cache, (0, cache_index, 0), ops.cast(entries, cache.dtype))
-            keys = ops.cast(cache, self.compute_dtype)
+            cache = write_cache(cache, ops.cast(entries, cache.dtype), cache_index, cache_in_place)
+            # Filling an empty cache from slot 0 (a prefill): the queries can only see their own
+            # entries (causality), so they attend over those S keys, not the whole cache.
+            if not (isinstance(cache_index, int) and cache_index == 0):
+                keys = ops.cast(cache, self.compute_dtype)  # [B, T, r + dr]
+        T = keys.shape[1]
+        if (absorb and keys is not entries and not training and not return_attention_scores
+                and isinstance(T, int) and T >= 2 * self.decode_chunk and T % self.decode_chunk == 0):
+            context, probs = self._absorbed_streaming(q_nope, q_pe, keys, bias, cache_index + S), None
+        elif absorb:
+            context, probs = self._absorbed(q_nope, q_pe, keys, bias, training)
         else:
-            keys = entries
-        latent = keys[..., : self.kv_lora_rank]  # [B, T, r]
-        k_pe = keys[..., self.kv_lora_rank:]  # [B, T, dr]
-        pe_scores = ops.einsum("bshd,btd->bhst", q_pe, k_pe)  # [B, H, S, T]
-        if absorb:
-            w = self._kv_b_kernel()
-            w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
-            q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
-            scores = ops.einsum("bshr,btr->bhst", q_lat, latent) + pe_scores
-            probs = self._softmax(scores, bias, training)
-            ctx_lat = ops.einsum("bhst,btr->bshr", probs, latent)  # [B, S, H, r]
-            context = ops.einsum("bshr,rhd->bshd", ctx_lat, w_uv)  # [B, S, H, dv]
-        else:
-            T = ops.shape(latent)[1]
-            kv = ops.reshape(self.kv_b_proj(latent),
-                             (B, T, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
-            k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
-            scores = ops.einsum("bshd,bthd->bhst", q_nope, k_nope) + pe_scores
-            probs = self._softmax(scores, bias, training)
-            context = ops.einsum("bhst,bthd->bshd", probs, value)  # [B, S, H, dv]
+            context, probs = self._expanded(q_nope, q_pe, keys, bias, training, return_attention_scores)
         out = self.o_proj(ops.reshape(context, (B, S, self.num_heads * self.v_head_dim)))
         return out, (cache if cache is not None else entries), (probs if return_attention_scores else None)
+
+    def _absorbed(self, q_nope, q_pe, keys, bias, training):
+        """Attention over the latents themselves, as two batched matmuls against the whole
+        [B, T, r + dr] cache (no per-head keys or values, no slice copies of the cache).
+
+        The latent half of each query is q_nope @ W_UK^T; with q_pe beside it one product against
+        [latent, k_pe] gives q_lat . latent + q_pe . k_pe. The probabilities average the full cache
+        rows, whose latent half then goes through W_UV."""
+        B, S, H = ops.shape(q_nope)[0], ops.shape(q_nope)[1], self.num_heads
+        r, T = self.kv_lora_rank, ops.shape(keys)[1]
+        w = self._kv_b_kernel()
+        w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
+        q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+        query = ops.reshape(ops.concatenate([q_lat, ops.cast(q_pe, q_lat.dtype)], axis=-1),
+                            (B, S * H, self.cache_width))  # [B, S*H, r + dr]
+        scores = ops.einsum("bqc,btc->bqt", query, keys)  # [B, S*H, T]
+        scores = ops.transpose(ops.reshape(scores, (B, S, H, T)), (0, 2, 1, 3))  # [B, H, S, T]
+        probs = self._softmax(scores, bias, training)
+        flat = ops.reshape(ops.transpose(probs, (0, 2, 1, 3)), (B, S * H, T))  # [B, S*H, T]
+        ctx = ops.einsum("bqt,btc->bqc", flat, keys)[..., :r]  # [B, S*H, r]
+        context = ops.einsum("bshr,rhd->bshd", ops.reshape(ctx, (B, S, H, r)), w_uv)  # [B, S, H, dv]
+        return context, probs
+
+    def _absorbed_streaming(self, q_nope, q_pe, keys, bias, filled):
+        """`_absorbed` over the first ceil(filled / decode_chunk) chunks of the cache only, with an
+        online softmax (running max and sum per query row, float32). Slots at or past `filled`
+        are masked in `bias` anyway, so skipping them changes nothing but float rounding."""
+        B, S, H = ops.shape(q_nope)[0], ops.shape(q_nope)[1], self.num_heads
+        r, C, c = self.kv_lora_rank, self.decode_chunk, self.cache_width
+        w = self._kv_b_kernel()
+        w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
+        q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+        query = ops.reshape(ops.concatenate([q_lat, ops.cast(q_pe, q_lat.dtype)], axis=-1), (B, S * H, c))
+        bias = ops.maximum(ops.cast(bias[:, 0], "float32"), MASK_VALUE)  # [B, S, T]
+        chunks = (ops.cast(filled, "int32") + C - 1) // C
+
+        def body(j, best, total, acc):
+            k = ops.slice(keys, (0, j * C, 0), (B, C, c))  # [B, C, r + dr]
+            b = ops.slice(bias, (0, 0, j * C), (B, S, C))[:, :, None, :]  # [B, S, 1, C]
+            scores = ops.cast(ops.einsum("bqc,btc->bqt", query, k), "float32")  # [B, S*H, C]
+            scores = ops.reshape(ops.reshape(scores, (B, S, H, C)) + b, (B, S * H, C))
+            new_best = ops.maximum(best, ops.max(scores, axis=-1, keepdims=True))  # [B, S*H, 1]
+            decay = ops.exp(best - new_best)
+            p = ops.exp(scores - new_best)
+            total = total * decay + ops.sum(p, axis=-1, keepdims=True)
+            acc = acc * decay + ops.cast(ops.einsum("bqt,btc->bqc", ops.cast(p, k.dtype), k), "float32")
+            return j + 1, new_best, total, acc
+
+        init = (ops.convert_to_tensor(0, "int32"), ops.full((B, S * H, 1), 2 * MASK_VALUE, "float32"),
+                ops.zeros((B, S * H, 1), "float32"), ops.zeros((B, S * H, c), "float32"))
+        _, best, total, acc = ops.while_loop(lambda j, *_: j < chunks, body, init)
+        # A query that sees no key (a padding row) attends to nothing, as in `_softmax`.
+        ctx = ops.where(best > MASK_VALUE / 2, acc / total, 0.0)[..., :r]  # [B, S*H, r]
+        ctx = ops.cast(ops.reshape(ctx, (B, S, H, r)), self.compute_dtype)
+        return ops.einsum("bshr,rhd->bshd", ctx, w_uv)  # [B, S, H, dv]
+
+    def _expanded(self, q_nope, q_pe, keys, bias, training, return_attention_scores):
+        """kv_b_proj re-expands the latents into per-head keys and values (prefill, training)."""
+        B, T = ops.shape(keys)[0], ops.shape(keys)[1]
+        latent, k_pe = keys[..., : self.kv_lora_rank], keys[..., self.kv_lora_rank:]  # [B, T, r], [B, T, dr]
+        kv = ops.reshape(self.kv_b_proj(latent), (B, T, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
+        k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
+
+        def attend(q_nope, q_pe, bias):
+            scores = ops.einsum("bshd,bthd->bhst", q_nope, k_nope) + ops.einsum("bshd,btd->bhst", q_pe, k_pe)
+            probs = self._softmax(scores, bias, training)
+            return ops.einsum("bhst,bthd->bshd", probs, value), probs  # [B, S, H, dv]
+
+        S = q_nope.shape[1]
+        block = self.query_block
+        if return_attention_scores or not isinstance(S, int) or S <= 2 * block:
+            return attend(q_nope, q_pe, bias)
+        # Long prompt: query blocks ([B, H, block, T] scores live at a time; exact, see query_block).
+        # A bias broadcast over queries ([B, 1, 1, T]) is used as is by every block.
+        parts = []
+        for i in range(0, S, block):
+            b = bias if bias.shape[2] == 1 else bias[:, :, i:i + block]
+            parts.append(attend(q_nope[:, i:i + block], q_pe[:, i:i + block], b)[0])
+        return ops.concatenate(parts, axis=1), None
 
     def get_config(self):
         return {

@@ -1,18 +1,23 @@
 """DeepSeekMoE: a float32 softmax router, routed experts run sparsely, always-on shared experts.
 
-Sparse dispatch without a ragged matmul (keras.ops has none): the N*K (token, expert) assignments
-are sorted by expert and laid out in fixed-size blocks, each block belonging to one expert (the
-"block-sparse" layout of MegaBlocks). A block's rows are gathered, multiplied by that block's
-expert weights (one batched einsum over blocks) and scattered back with a segment sum. Every shape
-is static for a given N, so it runs under jax.jit and tf.function, and the work is bounded by
+Sparse dispatch: the N*K (token, expert) assignments are sorted by expert, so each expert owns one
+contiguous run of rows; the grouped matmul over those runs is in layers/grouped_matmul.py (a chunk
+loop with expert weights read in place on JAX/CPU and TensorFlow, `jax.lax.ragged_dot` on JAX off
+CPU, `torch._grouped_mm` on PyTorch). Rows computed: at most A + min(E, A) * (chunk - 1),
+A = N * K; exactly A on PyTorch; never N * E. Nothing is dropped.
 
-    rows = blocks * block_size <= A + min(E, A) * (block_size - 1),   A = N * K,
+Training (and the reverse-mode gradient JAX needs, which a loop with a data-dependent trip count
+does not have) uses the block-sparse layout beside it (MegaBlocks'): assignments laid out in
+fixed-size blocks, each block belonging to one expert, its rows gathered, multiplied by that
+block's gathered expert weights (one batched einsum) and scattered back with a segment sum; every
+shape is static for a given N and the work is bounded by
 
-with block_size = ceil(A / (2E)): about 1.5x the selected work in the worst case, exactly A rows when
-decoding (block_size 1), never N * E. Nothing is dropped. `RoutedExperts.last_dispatch` records the
-rows computed by the latest call (a probe for tests).
+    rows = blocks * block_size <= A + min(E, A) * (block_size - 1),
 
-keras.ops only.
+with block_size = ceil(A / (2E)). `RoutedExperts.last_dispatch` records the bound on rows of the
+latest call (a probe for tests).
+
+keras.ops, with the backend fast paths named above beside their keras.ops references.
 """
 
 import math
@@ -22,6 +27,8 @@ import numpy as np
 from keras import ops
 
 from layers.activations import get_activation
+from layers.grouped_matmul import (chunk_rows, chunked_expert_mlp, combine, ragged_expert_mlp, sort_assignments,
+                                   torch_expert_mlp)
 
 
 def _dense(units, name, use_bias, initializer):
@@ -223,41 +230,61 @@ class RoutedExperts(keras.layers.Layer):
         scale = ops.take(getattr(self, name + "_scale"), block_expert, axis=0)  # [NB, 1, out]
         return ops.cast(ops.cast(w, "float32") * scale, self.compute_dtype)
 
+    def _expert_weight(self, name, e):
+        """One expert's kernel (e a scalar) in the compute dtype, dequantised if need be."""
+        return self._block_weights(name, ops.reshape(e, (1,)))[0]
+
     # --- dispatch --------------------------------------------------------------------------------
-    def call(self, x, idx, weight):
+    def call(self, x, idx, weight, training=False):
         if not isinstance(x.shape[0], int):
             # dynamic: None under TF tracing, a symbolic dimension under jax2tf export
             return self._call_dynamic(x, idx, weight)
-        if keras.backend.backend() == "torch" and not self.quantized and self.use_torch_fast_path:
+        backend = keras.backend.backend()
+        if backend == "torch" and not self.quantized and self.use_torch_fast_path:
             import torch
 
             if not torch.compiler.is_compiling():
                 return self._call_torch(x, idx, weight)
-        return self._call_blocks(x, idx, weight)
+        if training:
+            return self._call_blocks(x, idx, weight)  # the chunk loop has no reverse-mode gradient on JAX
+        if backend == "jax" and not self.quantized and self.use_jax_ragged_dot():
+            return self._call_grouped(x, idx, weight, ragged=True)
+        return self._call_grouped(x, idx, weight)
 
-    # PyTorch eager fast path: per-expert matmuls on contiguous row groups (weights used in place,
+    # PyTorch eager fast path: grouped matmuls on contiguous row groups (weights used in place,
     # no gather). The keras.ops `_call_blocks` beside it is the reference (tests check they agree).
     use_torch_fast_path = True
 
-    def _call_torch(self, x, idx, weight):
-        import torch
+    @staticmethod
+    def use_jax_ragged_dot():
+        """jax.lax.ragged_dot off CPU (see layers/grouped_matmul.py for why not on CPU)."""
+        import jax
 
+        return jax.default_backend() != "cpu"
+
+    def _call_grouped(self, x, idx, weight, ragged=False):
+        N, K, E = x.shape[0], idx.shape[1], self.num_experts
+        A = N * K
+        chunk = 1 if ragged else chunk_rows(A, E)
+        self.last_dispatch = {"tokens": N, "assignments": A, "block_size": chunk, "blocks": None,
+                              "rows": A + min(E, A) * (chunk - 1), "dense_rows": N * E}
+        order, tok, counts = sort_assignments(idx, E)
+        xs = ops.take(x, tok, axis=0)  # [A, d] rows sorted by expert
+        if ragged:
+            rows = ragged_expert_mlp(xs, counts, *(ops.cast(getattr(self, n), self.compute_dtype)
+                                                   for n in self.KERNELS), self.act)
+        else:
+            rows = chunked_expert_mlp(xs, counts, self._expert_weight, self.act, chunk)
+        return combine(rows, order, weight)
+
+    def _call_torch(self, x, idx, weight):
         N, K = x.shape[0], idx.shape[1]
-        flat_e = idx.reshape(-1).long()
-        order = torch.argsort(flat_e, stable=True)
-        tok = order // K
-        counts = torch.bincount(flat_e, minlength=self.num_experts).tolist()
-        self.last_dispatch = {"tokens": N, "assignments": N * K, "block_size": None,
-                              "blocks": sum(c > 0 for c in counts), "rows": N * K, "dense_rows": N * self.num_experts}
-        xs = x[tok]
-        gate_w, up_w, down_w = self.gate_kernel.value, self.up_kernel.value, self.down_kernel.value
-        outs = []
-        for e, chunk in enumerate(torch.split(xs, counts)):
-            if chunk.shape[0]:
-                h = self.act(chunk @ gate_w[e]) * (chunk @ up_w[e])
-                outs.append(h @ down_w[e])
-        y = torch.cat(outs, 0) * weight.reshape(-1)[order].to(x.dtype)[:, None]
-        return torch.zeros_like(x).index_add_(0, tok, y)
+        order, tok, counts = sort_assignments(idx, self.num_experts)
+        self.last_dispatch = {"tokens": N, "assignments": N * K, "block_size": None, "blocks": None,
+                              "rows": N * K, "dense_rows": N * self.num_experts}
+        rows = torch_expert_mlp(x[tok.long()], counts, self.gate_kernel.value, self.up_kernel.value,
+                                self.down_kernel.value, self.act)
+        return combine(rows, order, weight)
 
     def _call_blocks(self, x, idx, weight):
         N, d = x.shape[0], self.hidden_size
@@ -365,7 +392,7 @@ class MoEBlock(keras.layers.Layer):
         if hidden.shape[0] is not None and hidden.shape[1] is not None:
             x = ops.reshape(hidden, (hidden.shape[0] * hidden.shape[1], self.hidden_size))
         scores, idx, weight = self.gate(x)
-        out = ops.reshape(self.experts(x, idx, weight), shape)
+        out = ops.reshape(self.experts(x, idx, weight, training=training), shape)
         if self.shared_experts is not None:
             out = out + self.shared_experts(hidden)
         if training and self.aux_loss_alpha > 0:

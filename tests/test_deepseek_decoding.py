@@ -96,6 +96,49 @@ def test_greedy_generate_equals_transformers(models, prompts):
     np.testing.assert_array_equal(got, ref)
 
 
+def test_decoding_in_a_larger_cache_bucket_equals_transformers(lite):
+    """Prompt + new tokens = 21 and 21 again with another split: both land in the 24-slot cache
+    bucket (the other tests use 16 slots), the second reuses the first's compiled decode loop, and
+    both equal transformers' generate token for token."""
+    import torch
+
+    from keras_deepseek.generation import GENERATE_FUNCTIONS, cache_bucket
+
+    name, hf_model, model = lite
+    rng = np.random.RandomState(13)
+    for prompt_length, new in ((9, 12), (12, 9)):
+        assert cache_bucket(prompt_length + new, model.config.max_position_embeddings) == 24
+        ids = rng.randint(3, 97, size=(2, prompt_length)).astype("int32")
+        ref = hf_model.generate(torch.tensor(ids, dtype=torch.long), attention_mask=torch.ones(ids.shape, dtype=torch.long),
+                                max_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+        np.testing.assert_array_equal(_np(model.generate(ids, max_new_tokens=new, eos_token_id=None)), ref)
+    decode_loops = [key for key in model._generate_fns if key[2] == "decode" and key[4] == 24]
+    assert len(decode_loops) == 1 and len(model._generate_fns) <= GENERATE_FUNCTIONS
+
+
+def test_streaming_decode_over_cache_chunks_equals_transformers(lite, monkeypatch):
+    """The decode that reads the cache in chunks with a streaming softmax and skips unwritten
+    slots (used for caches of >= 1024 slots), forced here with 4-slot chunks over the 16-slot
+    cache; row 0 is left-padded by 5, so its first chunk holds no visible key."""
+    import torch
+
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, model = lite
+    ids = np.random.RandomState(14).randint(3, 97, size=(2, 9)).astype("int32")
+    mask = np.ones_like(ids)
+    ids[0, :5], mask[0, :5] = 0, 0
+    ref = hf_model.generate(torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
+                            max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+    monkeypatch.setattr(MultiHeadLatentAttention, "decode_chunk", 4)
+    model.__dict__.pop("_generate_fns", None)  # compiled loops read decode_chunk when they are traced
+    try:
+        got = _np(model.generate(ids, attention_mask=mask, max_new_tokens=6, eos_token_id=None))
+    finally:
+        model.__dict__.pop("_generate_fns", None)
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_cached_decoding_equals_full_recomputation(lite, prompts):
     name, _, model = lite
     cached = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))

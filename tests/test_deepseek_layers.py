@@ -7,6 +7,8 @@ import pytest
 
 from deepseek_reference import VARIANTS, hf_config
 from keras_deepseek import DeepseekV2Config, TFDeepseekV2ForCausalLM
+from layers import grouped_matmul
+from layers.grouped_matmul import chunk_rows
 from layers.moe import MoEBlock, RoutedExperts, dispatch_sizes
 from layers.rotary import apply_interleaved_rope, normalize_rope_parameters, rope_cos_sin, rope_frequencies, softmax_scale
 
@@ -72,7 +74,9 @@ def test_moe_computes_only_selected_experts(tokens):
     info = layer.experts.last_dispatch
     A = tokens * 2
     block, blocks = dispatch_sizes(A, 8)
-    assert info["rows"] in (A, block * blocks)  # torch fast path: exactly A; keras.ops blocks: padded
+    chunk = chunk_rows(A, 8)
+    # torch: exactly A; sorted chunks: at most A + (experts hit) * (chunk - 1); blocks: padded
+    assert info["rows"] in (A, block * blocks, A + min(8, A) * (chunk - 1))
     assert block * blocks <= A + min(8, A) * (block - 1)
     assert info["rows"] < tokens * 8 or tokens == 1 and info["rows"] == 2
     if tokens == 1:
@@ -91,6 +95,32 @@ def test_backend_fast_path_agrees_with_keras_ops_blocks():
     fast = _np(layer.experts(x, idx, weight))  # the torch fast path on torch, the blocks elsewhere
     blocks = _np(layer.experts._call_blocks(x, idx, weight))
     np.testing.assert_allclose(fast, blocks, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_grouped_dispatch_equals_dense_reference_with_uneven_loads_and_an_idle_expert(chunk, monkeypatch):
+    """Every sorted-rows path (chunk loop at several chunk sizes, ragged_dot on JAX, grouped_mm and
+    the per-expert loop on torch, the training-time blocks) against every expert on every token:
+    expert 0 takes all 20 tokens, expert 5 none, the others uneven."""
+    layer = RoutedExperts(6, 16, 8)
+    layer.build()
+    rng = np.random.RandomState(chunk)
+    x = keras.ops.convert_to_tensor(rng.randn(20, 16).astype("float32"))
+    second = rng.choice([1, 2, 3, 4], p=[0.6, 0.2, 0.15, 0.05], size=20)
+    idx = keras.ops.convert_to_tensor(np.stack([np.zeros(20, int), second], 1).astype("int32"))
+    weight = keras.ops.convert_to_tensor(rng.rand(20, 2).astype("float32"))
+    want = _np(layer.dense_reference(x, idx, weight))
+    monkeypatch.setattr("layers.moe.chunk_rows", lambda a, e: chunk)
+    got = {"chunks": layer._call_grouped(x, idx, weight), "blocks": layer._call_blocks(x, idx, weight),
+           "training": layer(x, idx, weight, training=True)}
+    if keras.backend.backend() == "jax":
+        got["ragged_dot"] = layer._call_grouped(x, idx, weight, ragged=True)
+    if keras.backend.backend() == "torch":
+        got["grouped_mm"] = layer._call_torch(x, idx, weight)
+        monkeypatch.setattr(grouped_matmul, "TORCH_GROUPED_MM", False)
+        got["expert_loop"] = layer._call_torch(x, idx, weight)
+    for name, value in got.items():
+        np.testing.assert_allclose(_np(value), want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_moe_large_batch_work_stays_bounded():

@@ -37,6 +37,18 @@ def test_causal_lm_logits_and_loss(checkpoint):
     assert_close(to_numpy(unpadded.logits), hf_forward(hf_model, ids[:1]).logits.numpy(), what=f"{name} no mask")
 
 
+def test_long_prompt_query_blocks_match_transformers(checkpoint, monkeypatch):
+    """MLA's query-blocked prefill (used above 2 * query_block tokens) on a 12-token padded batch
+    with blocks of 5 (uneven last block): same logits as transformers."""
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, directory, model = checkpoint
+    ids, mask = batch(np.random.RandomState(0), hf_model.config.vocab_size)
+    monkeypatch.setattr(MultiHeadLatentAttention, "query_block", 5)
+    out = model(ids, attention_mask=mask)
+    assert_close(to_numpy(out.logits), hf_forward(hf_model, ids, mask).logits.numpy(), what=f"{name} blocked")
+
+
 def test_base_model_last_hidden_state(checkpoint):
     name, hf_model, directory, _ = checkpoint
     ids, mask = batch(np.random.RandomState(1), hf_model.config.vocab_size)
