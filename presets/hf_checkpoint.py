@@ -62,6 +62,8 @@ class HFCheckpointMixin:
         directory = resolve_checkpoint_dir(name_or_path, revision=revision)
         if config is None:
             config = cls.config_class.from_dict(resolve_config_dict(directory), **config_overrides)
+        elif isinstance(config, dict):
+            config = cls.config_class.from_dict(config, **config_overrides)
         else:
             config = copy.deepcopy(config)
             for key, value in config_overrides.items():  # after construction, as from_dict does
@@ -77,7 +79,8 @@ class HFCheckpointMixin:
             tensors, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes
         )
         not_loaded = set(model.load_info["missing"]) | set(model.load_info["mismatched"])
-        loaded = {id(variable_of(slot)) for name, (slot, _) in model.hf_weight_specs().items() if name not in not_loaded}
+        loaded = {id(variable_of(slot)) for name, (slot, _) in model.hf_weight_specs().items()
+                  if name not in not_loaded}
         initialise_remaining(created, loaded)
         model.config.dtype = model.dtype_policy.variable_dtype  # what the variables now hold
         return model

@@ -13,20 +13,24 @@ import warnings
 import numpy as np
 
 from presets.errors import CheckpointError
-from presets.placement import assign_from_host
+from presets.placement import assign_permuted, read_permuted
 from presets.sources import materialise, shard_of
 
-# How an HF (PyTorch-layout) tensor becomes a Keras variable value.
-TRANSFORMS = {
-    "identity": lambda a: a,
-    "linear": lambda a: a.T,  # torch Linear [out, in] -> Keras Dense kernel [in, out]
-    "conv1d": lambda a: np.transpose(a, (2, 1, 0)),  # torch Conv1d [out, in/g, k] -> Keras [k, in/g, out]
+# How an HF (PyTorch-layout) tensor becomes a Keras variable value: an axis permutation (each is
+# its own inverse). Loading and saving run it with the backend's transpose (numpy's strided copy
+# of a large bf16 matrix runs at a few percent of memory speed).
+PERMUTATIONS = {
+    "identity": None,
+    "linear": (1, 0),  # torch Linear [out, in] -> Keras Dense kernel [in, out]
+    "conv1d": (2, 1, 0),  # torch Conv1d [out, in/g, k] -> Keras [k, in/g, out]
 }
-INVERSE_TRANSFORMS = {
-    "identity": lambda a: a,
-    "linear": lambda a: a.T,
-    "conv1d": lambda a: np.transpose(a, (2, 1, 0)),
-}
+TRANSFORMS = {name: (lambda a, p=perm: a if p is None else np.transpose(a, p)) for name, perm in PERMUTATIONS.items()}
+INVERSE_TRANSFORMS = TRANSFORMS
+
+
+def stacked(perm):
+    """The permutation of a stack [E, ...] whose entries each take `perm`."""
+    return None if perm is None else (0,) + tuple(p + 1 for p in perm)
 
 # Older checkpoints (and HF's own TF conversion) name LayerNorm parameters gamma / beta.
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
@@ -85,30 +89,54 @@ def variable_of(slot):
     return slot.variable if isinstance(slot, StackSlice) else slot
 
 
+def release_free_memory():
+    """Hands freed heap pages back to the OS (glibc `malloc_trim`). Each tensor's host copies are
+    freed after its assignment, but glibc keeps freed chunks below its (self-raising) mmap threshold
+    in the heap, where they would count against the process until exit; trimming every few
+    megabytes keeps the peak near the model's own bytes. A no-op where glibc is absent."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+_TRIM_BYTES = 16 * 2**20  # trim after freeing this much (a trim costs about a millisecond)
+
+
 def numpy_dtype(dtype):
-    """A Keras dtype name ("bfloat16", "float32", ...) as a numpy dtype (bf16: ml_dtypes)."""
+    """A Keras or backend dtype ("bfloat16", torch.float32, ...) as a numpy dtype (bf16: ml_dtypes)."""
+    import keras
     import ml_dtypes  # noqa: F401  (registers "bfloat16" with numpy)
 
-    return np.dtype(str(dtype))
+    return np.dtype(keras.backend.standardize_dtype(dtype))
 
 
 class _StackFiller:
-    """Host buffers of the stacked variables being filled, one per variable, allocated on first use."""
+    """Host buffers of the stacked variables being filled, one per variable, allocated on first use
+    in the checkpoint's layout ([E, out, in]) and the variable's dtype: each entry is one plain copy
+    into it, and the whole stack is permuted once, by the backend, when its last entry arrives."""
 
     def __init__(self):
         self.pending = {}
 
-    def put(self, slot, value):
+    def put(self, slot, array, transform):
         key = id(slot.variable)
         if key not in self.pending:
-            buffer = np.empty(tuple(slot.variable.shape), dtype=numpy_dtype(slot.variable.dtype))
-            self.pending[key] = (buffer, set())
+            shape = (slot.variable.shape[0],) + _hf_shape(slot, transform)
+            self.pending[key] = (np.empty(shape, dtype=numpy_dtype(slot.variable.dtype)), set())
         buffer, seen = self.pending[key]
-        buffer[slot.index] = value
+        buffer[slot.index] = array
         seen.add(slot.index)
         if len(seen) == buffer.shape[0]:
             del self.pending[key]
-            assign_from_host(slot.variable, buffer)  # split over experts: each device its slice
+            assign_permuted(slot.variable, buffer, stacked(PERMUTATIONS[transform]))
 
 
 def spec_order(specs):
@@ -199,17 +227,22 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     for name in to_load:
         by_shard.setdefault(shard_of(tensors[name]), []).append(name)
     stacks = _StackFiller()
+    unreturned = 0  # bytes of host copies freed since the last trim
     for shard, names in sorted(by_shard.items(), key=lambda kv: "" if kv[0] is None else kv[0].path):
         with (shard.opened() if shard is not None else contextlib.nullcontext()):
             for name in sorted(names, key=order.__getitem__):
                 slot, transform = specs[name]
-                value = TRANSFORMS[transform](materialise(tensors[name]))
-                value = np.ascontiguousarray(value, dtype=numpy_dtype(slot.dtype))
+                array = materialise(tensors[name])  # [HF layout], the file's dtype
                 if isinstance(slot, StackSlice):
-                    stacks.put(slot, value)
+                    stacks.put(slot, array, transform)  # copied (and cast) into the stack's buffer
                 else:
-                    assign_from_host(slot, value)  # split variables: per-device slices
-                del value
+                    assign_permuted(slot, array, PERMUTATIONS[transform])  # cast + permuted by the backend
+                unreturned += 3 * array.nbytes
+                del array
+                if unreturned >= _TRIM_BYTES:
+                    release_free_memory()
+                    unreturned = 0
+    release_free_memory()
     ignored = sorted(set(tensors) - set(specs)) + other_heads
     missing_ok = sorted(n for n in specs if n not in tensors)
     return {"ignored": ignored, "missing": missing_ok, "mismatched": [n for n, _, _ in mismatched]}
@@ -236,17 +269,14 @@ class HostReader:
         self._stack_key, self._stack = None, None
 
     def read(self, slot, transform):
-        from keras import ops
-
+        perm = PERMUTATIONS[transform]
         if isinstance(slot, StackSlice):
             if self._stack_key != id(slot.variable):
                 self._stack_key, self._stack = None, None  # drop the previous stack first
-                self._stack = np.asarray(ops.convert_to_numpy(slot.variable))
+                self._stack = read_permuted(slot.variable, stacked(perm))  # [E, out, in]
                 self._stack_key = id(slot.variable)
-            value = self._stack[slot.index]
-        else:
-            value = np.asarray(ops.convert_to_numpy(slot))
-        return np.ascontiguousarray(INVERSE_TRANSFORMS[transform](value))
+            return self._stack[slot.index]
+        return read_permuted(slot, perm)
 
     def release(self):
         self._stack_key, self._stack = None, None
