@@ -65,6 +65,10 @@ def _to_backend(value):
 
     if keras.backend.backend() == "torch" and str(value.dtype) == "bfloat16":
         return _torch_bfloat16(value)
+    if keras.backend.backend() == "jax":  # one host-to-device copy (jnp.asarray's path measured ~2x slower)
+        import jax
+
+        return jax.device_put(value)
     return ops.convert_to_tensor(value)
 
 

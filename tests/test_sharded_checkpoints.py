@@ -104,6 +104,17 @@ def test_a_new_save_removes_stale_files_only_after_its_index(sharded_dir, debert
         np.testing.assert_array_equal(a, b)
 
 
+def test_save_options_it_does_not_support_are_refused_before_writing(sharded_dir, tmp_path):
+    model = TFDebertaV2Model.from_pretrained(str(sharded_dir))
+    with pytest.raises(NotImplementedError, match="safetensors only"):
+        model.save_pretrained(str(tmp_path / "a"), safe_serialization=False)
+    with pytest.raises(NotImplementedError, match=r"model\.export"):
+        model.save_pretrained(str(tmp_path / "b"), saved_model=True, signatures={"serving_default": None})
+    with pytest.raises(ValueError, match="max_shard_size must be"):
+        model.save_pretrained(str(tmp_path / "c"), max_shard_size="big")
+    assert not any(os.path.exists(tmp_path / d) and os.listdir(tmp_path / d) for d in "abc")
+
+
 # --- broken shard sets ---------------------------------------------------------------------------
 
 
