@@ -7,7 +7,9 @@ The checkpoints are written once by transformers (random init, bf16, 500MB shard
 --workdir and reused. Each load runs in its own subprocess (`python -c`): wall time is the
 `from_pretrained` call alone (imports excluded), peak RSS is the child's high-water mark (imports
 included, so the framework's own footprint is in it; the peak after imports is printed beside it).
-Both sides load in the checkpoint's dtype ("auto"). The OS page cache is warm after the first
+Both sides load in the checkpoint's dtype ("auto"). "+ read" is the peak after every weight has
+been read once (transformers may keep parameters as views of the mapped file, which count only
+once touched). The OS page cache is warm after the first
 read: the first line of each case reads from disk, later lines from memory.
 """
 
@@ -54,7 +56,9 @@ _CHILD = textwrap.dedent("""
     start = time.perf_counter()
     model = {load}
     wall = time.perf_counter() - start
-    print(json.dumps({{"wall": wall, "peak": status("VmHWM:"), "imports": rss_imports}}))
+    peak = status("VmHWM:")
+    {touch}
+    print(json.dumps({{"wall": wall, "peak": peak, "imports": rss_imports, "touched": status("VmHWM:")}}))
 """)
 
 
@@ -90,14 +94,17 @@ def measure(directory, model_type, implementation, backend=None):
     if implementation == "transformers":
         imports = "import torch, transformers"
         load = f"transformers.{THEIRS[model_type]}.from_pretrained({directory!r}, dtype='auto')"
+        # transformers may leave parameters as views of the mapped file, resident only once read.
+        touch = "[p.sum() for p in model.parameters()]"
     else:
         module, cls = OURS[model_type]
         imports = f"from {module} import {cls}"
         load = f"{cls}.from_pretrained({directory!r}, dtype='auto')"
+        touch = "import keras; [keras.ops.sum(v) for v in model.weights]"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if backend:
         env["KERAS_BACKEND"] = backend
-    child = _CHILD.format(root=ROOT, imports=imports, load=load)
+    child = _CHILD.format(root=ROOT, imports=imports, load=load, touch=touch)
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{implementation} {backend or ''} failed:\n{done.stderr[-3000:]}")
@@ -123,7 +130,7 @@ def main(argv=None):
         shards = sum(f.endswith(".safetensors") for f in os.listdir(directory))
         print(f"\n{case}: {size / 1e9:.2f} GB bf16 in {shards} shards "
               f"(built in {time.perf_counter() - started:.0f} s or reused)")
-        print(f"{'loader':<24} {'peak RSS GB':>11} {'imports GB':>10} {'wall s':>7} {'GB/s':>6} "
+        print(f"{'loader':<24} {'peak RSS GB':>11} {'+ read GB':>10} {'imports GB':>10} {'wall s':>7} {'GB/s':>6} "
               f"{'RSS/HF':>7} {'wall/HF':>8}")
         runs = [("transformers", None)] + [("ours", b) for b in args.backends.split(",")]
         reference = None
@@ -131,7 +138,8 @@ def main(argv=None):
             result = measure(directory, model_type, implementation, backend)
             reference = reference or result
             name = implementation if backend is None else f"ours ({backend})"
-            print(f"{name:<24} {result['peak'] / 1e9:>11.2f} {result['imports'] / 1e9:>10.2f} "
+            print(f"{name:<24} {result['peak'] / 1e9:>11.2f} {result['touched'] / 1e9:>10.2f} "
+                  f"{result['imports'] / 1e9:>10.2f} "
                   f"{result['wall']:>7.1f} {size / 1e9 / result['wall']:>6.2f} "
                   f"{result['peak'] / reference['peak']:>7.2f} {result['wall'] / reference['wall']:>8.2f}",
                   flush=True)

@@ -11,7 +11,7 @@ import pytest
 
 import deepseek_reference as ds
 from harness import to_numpy
-from hf_reference import V2_VARIANTS, assert_close, build_hf_model, hf_config, hf_forward
+from hf_reference import V2_VARIANTS, assert_close, build_hf_model, hf_config
 from keras_deberta import DebertaV2Config, TFDebertaV2ForSequenceClassification, TFDebertaV2Model
 from keras_deepseek import TFDeepseekV2ForCausalLM
 
