@@ -23,10 +23,10 @@ TASKS = ("text-classification", "fill-mask", "token-classification", "question-a
          "zero-shot-classification", "sentiment-analysis", "ner")
 
 
-def load_model(task, name_or_path):
+def load_model(task, name_or_path, **options):
     from keras_deberta.pipelines import TASK_ALIASES, load_model_for_task
 
-    return load_model_for_task(TASK_ALIASES.get(task, task), name_or_path)[0]
+    return load_model_for_task(TASK_ALIASES.get(task, task), name_or_path, **options)[0]
 
 
 def load_tokenizer(name_or_path):

@@ -22,8 +22,8 @@ def _model_class(task):
     return {"text-generation": TFDeepseekV2ForCausalLM}[task]
 
 
-def load_model(task, name_or_path):
-    return _model_class(task).from_pretrained(name_or_path)
+def load_model(task, name_or_path, **options):
+    return _model_class(task).from_pretrained(name_or_path, **options)
 
 
 def make_pipeline(task, model, tokenizer=None):

@@ -14,9 +14,12 @@ optionally extra `run` options); this module does the rest:
              `--on-error stop` the first bad input ends the run instead (the results before it are
              printed). Stdin is read in batches as it arrives. A progress bar goes to stderr for
              stdin jobs when stderr is a terminal (`--progress` forces it, `--no-progress` hides it).
-    convert  --model M --output OUT [--format keras|saved_model] [--task T]
-             Loads the checkpoint (directory or Hub id) and writes a `.keras` file or a TensorFlow
-             SavedModel (through `model.export(OUT)`).
+    convert  --model M --output OUT [--format keras|saved_model|hf] [--task T] [--dtype D]
+             [--max-shard-size S]
+             Loads the checkpoint (directory or Hub id) in dtype D (auto, float32, bfloat16, ...;
+             default: the Keras policy, float32) and writes a `.keras` file, a TensorFlow
+             SavedModel (through `model.export(OUT)`) or an HF checkpoint directory
+             (`save_pretrained(OUT, max_shard_size=S)`, default 5GB shards).
     export   --model M --output OUT [--task T]
              `convert --format saved_model`.
 
@@ -38,10 +41,11 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from presets.errors import CheckpointError
+from presets.writers import parse_size
 
 # Exit statuses: argparse uses 2 for usage errors; 1 is a failure the message explains.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-FORMATS = ("keras", "saved_model")
+FORMATS = ("keras", "saved_model", "hf")
 ON_ERROR = ("continue", "stop")
 # One stdin line is read into memory whole; longer lines are skipped (with an error record) rather
 # than read. 1 MiB is some 250k tokens, far past any model's length: the bound is on memory.
@@ -70,7 +74,7 @@ class CliFamily:
         tasks: the task names `run --task` accepts; the first is the default of `convert --task`.
         make_pipeline: `(task, model=..., tokenizer=...) -> callable`; the callable takes a list of
             texts plus the keyword arguments `call_options` returns, and returns one result per text.
-        load_model: `(task, model_name) -> keras.Model` for `convert` / `export`.
+        load_model: `(task, model_name, **options) -> keras.Model` for `convert` / `export` (options: dtype=).
         add_run_arguments: optional `(parser) -> None` adding family-specific `run` options.
         call_options: optional `(args) -> dict` turning those options into pipeline keyword arguments.
         user_errors: exception types whose message is shown as is (CheckpointError, ValueError,
@@ -128,7 +132,13 @@ def build_parser(family):
                          help=f"which model head to build: one of {', '.join(family.tasks)} "
                               f"(default {family.tasks[0]})")
         if name == "convert":
-            sub.add_argument("--format", choices=FORMATS, default="keras", help="output format (default keras)")
+            sub.add_argument("--format", choices=FORMATS, default="keras",
+                             help="output format (default keras; hf: config.json + safetensors for transformers)")
+            sub.add_argument("--max-shard-size", default="5GB",
+                             help="--format hf: largest weights file, e.g. 5GB or 500MB (default 5GB)")
+        sub.add_argument("--dtype", default=None,
+                         help="load the weights as: auto (the checkpoint's own dtype), float32, bfloat16, float16, "
+                              "mixed_bfloat16 or mixed_float16 (default: the Keras policy, float32)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
         if family.load_tokenizer is not None:
             sub.add_argument("--with-tokenizer", action="store_true",
@@ -331,9 +341,13 @@ def command_convert(family, args, output_format):
     if args.task not in family.tasks:
         raise CliError(f"unknown task {args.task!r}; {family.prog} supports: {', '.join(family.tasks)}")
     check_output(args.output, output_format, args.overwrite)
-    model = family.load_model(args.task, args.model)
+    if output_format == "hf":
+        parse_size(args.max_shard_size)  # refused before the (long) load
+    model = family.load_model(args.task, args.model, **({"dtype": args.dtype} if args.dtype else {}))
     if output_format == "keras":
         save_keras_file(model, args.output, overwrite=args.overwrite)
+    elif output_format == "hf":
+        model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
     else:
         options = {"overwrite": True} if args.overwrite else {}
         if getattr(args, "with_tokenizer", False):

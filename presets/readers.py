@@ -1,81 +1,44 @@
-"""Readers for the weight files of Hugging Face checkpoints, into {name: numpy array}.
+"""Readers for the weight files of Hugging Face checkpoints, into {name: tensor}.
 
-Formats: safetensors (read directly, bf16 included), PyTorch's zip `pytorch_model.bin` (a
+Formats: safetensors (headers here, bytes one tensor at a time through `presets/sources.py`), PyTorch's zip `pytorch_model.bin` (a
 restricted unpickler that only rebuilds tensors: it never imports or runs anything else, and does
 not need torch), HF's legacy Keras-2 `tf_model.h5`, and sharded checkpoints (`*.index.json`).
-Every structural problem (truncation, a bad header, an unknown dtype) raises CheckpointError.
+Tensors keep the file's dtype (bf16 as ml_dtypes.bfloat16). Every structural problem (truncation,
+a bad header, an unknown dtype) raises CheckpointError.
 """
 
 import collections
 import io
-import json
 import math
 import os
 import pickle
-import struct
 import zipfile
 
+import ml_dtypes
 import numpy as np
 
 from presets.errors import CheckpointError
+from presets.sources import materialise, open_safetensors, open_sharded
 from presets.tf_h5 import H5ReadError, read_tf_h5_sandboxed
 
 # --- safetensors ---------------------------------------------------------------------------------
 
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16",
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
-}
-
-
-def _bf16_to_f32(raw):
-    return (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-
 
 def read_safetensors(path):
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: file is truncated (no safetensors header)")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len > size - 8 or header_len > 100 * 2**20:
-            raise CheckpointError(f"{path}: header length {header_len} exceeds the file; truncated or not safetensors")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
-    data_start = 8 + header_len
-    buffer = np.memmap(path, dtype=np.uint8, mode="r")
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
-        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-        if data_start + end > size:
-            raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end of the file)")
-        if end - begin != int(np.prod(shape, dtype=np.int64)) * itemsize:
-            raise CheckpointError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
-        raw = buffer[data_start + begin : data_start + end]
-        if dtype == "bfloat16":
-            array = _bf16_to_f32(raw.tobytes())
-        else:
-            array = np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<"))
-        tensors[name] = array.reshape(shape)
-    return tensors
+    """{name: numpy array} of a whole safetensors file, in the file's dtypes (bf16 as
+    ml_dtypes.bfloat16). Loading a model streams instead (`open_safetensors`)."""
+    tensors = open_safetensors(path)
+    if not tensors:
+        return {}
+    with next(iter(tensors.values())).shard.opened():
+        return {name: t.read() for name, t in tensors.items()}
 
 
 # --- PyTorch zip pickle --------------------------------------------------------------------------
 
 _TORCH_STORAGE_DTYPES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
+    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
     "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 
@@ -230,10 +193,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if key not in self._storages:
             member = f"{self._prefix}data/{key}"
             raw = _stored_member(self._archive, member, self._path, self._limit)
-            if storage_type.dtype == "bfloat16":
-                array = _bf16_to_f32(raw)
-            else:
-                array = np.frombuffer(raw, dtype=np.dtype(storage_type.dtype).newbyteorder("<"))
+            array = np.frombuffer(raw, dtype=np.dtype(storage_type.dtype).newbyteorder("<"))
             self._storages[key] = _Storage(array, member)
         return self._storages[key]
 
@@ -294,7 +254,8 @@ def read_tf_h5(path):
 
 # --- directory level -----------------------------------------------------------------------------
 
-_READERS = {".safetensors": read_safetensors, ".bin": read_torch_bin, ".h5": read_tf_h5}
+_OPENERS = {".safetensors": open_safetensors, ".bin": lambda path: read_torch_bin(path),
+            ".h5": lambda path: read_tf_h5(path)}
 
 # In the order transformers prefers them.
 WEIGHT_FILES = (
@@ -306,36 +267,20 @@ WEIGHT_FILES = (
 )
 
 
-def read_weight_file(path):
-    for suffix, reader in _READERS.items():
+def open_weight_file(path):
+    """{name: tensor} of one weights file: LazyTensors for safetensors, arrays for .bin / .h5."""
+    for suffix, opener in _OPENERS.items():
         if path.endswith(suffix):
-            return reader(path)
+            return opener(path)
     raise CheckpointError(f"{path}: unknown weight file type")
 
 
+def read_weight_file(path):
+    return {name: materialise(t) for name, t in open_weight_file(path).items()}
+
+
 def read_sharded(index_path):
-    try:
-        with open(index_path, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index_path}: not a valid shard index ({e})") from None
-    directory = os.path.dirname(index_path)
-    by_file = collections.defaultdict(list)
-    for name, filename in weight_map.items():
-        if os.path.basename(filename) != filename:
-            raise CheckpointError(f"{index_path}: shard name {filename!r} must be a plain file name")
-        by_file[filename].append(name)
-    out = {}
-    for filename, names in sorted(by_file.items()):
-        shard_path = os.path.join(directory, filename)
-        if not os.path.isfile(shard_path):
-            raise CheckpointError(f"{index_path}: shard {filename} is missing")
-        shard = read_weight_file(shard_path)
-        absent = [n for n in names if n not in shard]
-        if absent:
-            raise CheckpointError(f"{shard_path}: tensors listed in the index are absent: {absent[:5]}")
-        out.update({n: shard[n] for n in names})
-    return out
+    return {name: materialise(t) for name, t in open_sharded(index_path, open_weight_file).items()}
 
 
 def find_weight_file(directory):
@@ -348,13 +293,24 @@ def find_weight_file(directory):
     )
 
 
+def open_checkpoint(directory):
+    """The tensors of an HF checkpoint directory, every header checked, bytes not yet read.
+
+    Returns:
+        (tensors, path): {pytorch-style name: LazyTensor or numpy array}, and the weights file
+        (or index) they come from.
+    """
+    path = find_weight_file(directory)
+    if path.endswith(".index.json"):
+        return open_sharded(path, open_weight_file), path
+    return open_weight_file(path), path
+
+
 def read_checkpoint(directory):
-    """Reads the weights of an HF checkpoint directory.
+    """Reads the weights of an HF checkpoint directory into memory (in their own dtypes).
 
     Returns:
         (tensors, path): {pytorch-style name: numpy array}, and the file it came from.
     """
-    path = find_weight_file(directory)
-    if path.endswith(".index.json"):
-        return read_sharded(path), path
-    return read_weight_file(path), path
+    tensors, path = open_checkpoint(directory)
+    return {name: materialise(t) for name, t in tensors.items()}, path

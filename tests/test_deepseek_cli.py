@@ -76,6 +76,25 @@ def test_convert_writes_a_keras_file_holding_the_checkpoint(checkpoint, tmp_path
     assert model.config.to_dict() == type(model.config).from_pretrained(directory).to_dict()
 
 
+def test_convert_to_a_sharded_bf16_hf_checkpoint(checkpoint, tmp_path):
+    import torch
+    import transformers
+
+    directory, hf_model, _ = checkpoint
+    out = str(tmp_path / "hf")
+    done = cli("convert", "--model", directory, "--output", out, "--format", "hf", "--dtype", "bfloat16",
+               "--max-shard-size", "30KB")
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(os.path.join(out, "model.safetensors.index.json"))
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(out, dtype="auto")
+    assert theirs.dtype == torch.bfloat16
+    for name, value in hf_model.state_dict().items():  # float32 -> bf16 rounds as torch rounds
+        assert torch.equal(theirs.state_dict()[name], value.to(torch.bfloat16)), name
+    bad = cli("convert", "--model", directory, "--output", str(tmp_path / "x"), "--format", "hf",
+              "--max-shard-size", "lots")
+    assert bad.returncode == 1 and "max_shard_size must be" in bad.stderr
+
+
 
 
 def test_export_writes_a_saved_model_with_transformers_outputs(checkpoint, tmp_path):

@@ -41,12 +41,13 @@ def checkpoint_model_type(directory):
     return model_type
 
 
-def load_model_for_task(task, name_or_path):
-    """(model, directory): the task's class for the checkpoint's model_type, from_pretrained."""
+def load_model_for_task(task, name_or_path, **options):
+    """(model, directory): the task's class for the checkpoint's model_type, from_pretrained
+    (with `options`, e.g. dtype=)."""
     directory = resolve_checkpoint_dir(name_or_path)
     v2_class, v1_class = _model_classes(task)
     cls = v2_class if checkpoint_model_type(directory) == "deberta-v2" else v1_class
-    return cls.from_pretrained(directory), directory
+    return cls.from_pretrained(directory, **options), directory
 
 
 def load_tokenizer(directory, model_type):
