@@ -81,8 +81,8 @@ class _TensorView:
             if count > flat.size:
                 raise CheckpointError(f"view of {count} elements over a storage of {flat.size}")
             if count == 0:
-                if any(s > 2**31 for s in size):
-                    raise CheckpointError(f"empty view with a dimension past 2**31: {size}")
+                if math.prod(max(s, 1) for s in size) >= 2**48:  # numpy refuses such shapes even when empty
+                    raise CheckpointError(f"empty view of an impossible shape {size}")
                 return np.zeros(size, dtype=flat.dtype)
             stride = tuple(0 if s == 1 else st for s, st in zip(size, stride))  # unused strides
             last = offset + sum((s - 1) * st for s, st in zip(size, stride))

@@ -14,6 +14,7 @@ the mapped pages of at most one shard count against the process at a time.
 import collections
 import contextlib
 import json
+import math
 import os
 import struct
 
@@ -63,9 +64,11 @@ def read_safetensors_header(path):
             begin, end = (int(x) for x in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
+        if begin < 0 or end < begin or any(d < 0 for d in shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has a negative size or byte range {info!r}")
         if end > data_size:
             raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end of the file)")
-        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or begin < 0:
+        if end - begin != math.prod(shape) * dtype.itemsize:  # Python ints: no int64 wrap-around
             raise CheckpointError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
         out[name] = (dtype, shape, (begin, end))
     return out
@@ -85,14 +88,17 @@ class Shard:
         if self._handle is not None:  # re-entrant: the outer block owns the mapping
             yield self
             return
+        # Only opening is guarded: an error raised by the caller's block must pass through as it is.
         try:
-            with safe_open(self.path, framework="numpy") as handle:
-                self._handle = handle
-                yield self
-        except (OSError, RuntimeError) as e:  # safetensors raises SafetensorError (a RuntimeError-like)
+            mapping = safe_open(self.path, framework="numpy")
+            self._handle = mapping.__enter__()
+        except Exception as e:  # SafetensorError (its own class, not an OSError) and OS errors
             raise CheckpointError(f"{self.path}: unreadable safetensors file ({e})") from None
+        try:
+            yield self
         finally:
             self._handle = None
+            mapping.__exit__(None, None, None)
 
     def read(self, name):
         if self._handle is None:
