@@ -84,7 +84,7 @@ def worker(backend, args):
     import keras
 
     from keras_deepseek import DeepseekV2Config, TFDeepseekV2ForCausalLM
-    from keras_deepseek.generation import cache_bucket
+    from keras_deepseek.generation import cache_bucket, sampling_settings
 
     config = DeepseekV2Config(**_config(args.scale))
     model = TFDeepseekV2ForCausalLM(config)
@@ -111,11 +111,11 @@ def worker(backend, args):
     out["prefill"] = args.prompt / median_seconds(run_prefill, args.repeats, warmup=1)
     # Decoding after N cached tokens: the compiled decode loop of generate() over a static cache
     # holding N random latents (the values do not change the work).
-    settings = dict(do_sample=False, temperature=1.0, top_k=0, top_p=1.0, eos=(), pad=0)
+    settings = sampling_settings(temperature=1.0, top_k=0, top_p=1.0, eos=(), pad=0)
     for cached in args.cached:
         for batch in (1, 8):
             total = cache_bucket(cached + 1 + args.new_tokens, config.max_position_embeddings)
-            decode = model._decode_function(batch, total, settings)
+            decode = model._decode_function(batch, total, do_sample=False)
             caches = tuple(keras.ops.convert_to_tensor(
                 rng.randn(batch, total, config.cache_values_per_token).astype("float32"))
                 for _ in range(config.num_hidden_layers))
@@ -127,7 +127,7 @@ def worker(backend, args):
 
             def gen(n):
                 keras.ops.convert_to_numpy(decode(logits, caches, valid, next_pos, np.asarray(cached, "int32"),
-                                                  np.asarray(n, "int32"), uniforms)[0])
+                                                  np.asarray(n, "int32"), uniforms, settings)[0])
 
             out[f"decode_b{batch}_{cached}"] = _generate_rate(gen, batch, 1, 1 + args.new_tokens, args.repeats)
             out[f"bucket_{cached}"] = total

@@ -32,6 +32,8 @@ GENERATE_FUNCTIONS = 8
 # 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two: at most 1.5x the slots needed,
 # two compiled sizes per octave), capped at max_position_embeddings.
 MIN_CACHE_BUCKET = 16
+# eos ids are a fixed-size runtime array (padded with -1), so their number is bounded.
+MAX_EOS_IDS = 8
 
 
 def cache_bucket(length, max_positions):
@@ -41,6 +43,16 @@ def cache_bucket(length, max_positions):
     while bucket < length:
         bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
     return max(length, min(bucket, max_positions))
+
+
+def sampling_settings(temperature, top_k, top_p, eos, pad):
+    """The decode loop's runtime settings as numpy scalars / arrays (traced, never compiled in):
+    temperature, top_k (0: off), top_p (1: off), eos ids padded with -1 to MAX_EOS_IDS, pad id."""
+    eos_ids = np.full((MAX_EOS_IDS,), -1, "int32")
+    eos_ids[: len(eos)] = eos
+    return dict(temperature=np.asarray(temperature, "float32"), top_k=np.asarray(top_k or 0, "int32"),
+                top_p=np.asarray(1.0 if top_p is None else top_p, "float32"), eos=eos_ids,
+                pad=np.asarray(pad, "int32"))
 
 
 def _as_int_list(value):
@@ -122,45 +134,54 @@ class GenerationMixin:
             uniforms = np.random.default_rng(seed).random((max_new_tokens, batch)).astype("float32")
         else:
             uniforms = np.zeros((max_new_tokens, batch), "float32")
-        # What the compiled decode loop depends on (the prompt length and token budget are runtime values).
-        settings = dict(
-            do_sample=bool(do_sample), temperature=float(temperature), top_k=int(top_k or 0),
-            top_p=float(top_p if top_p is not None else 1.0), eos=tuple(eos), pad=int(pad_token_id))
+        if len(eos) > MAX_EOS_IDS:
+            raise ValueError(f"at most {MAX_EOS_IDS} eos_token_id values are supported, got {len(eos)}")
+        # The sampling settings are runtime values of the compiled loop (only greedy vs sampling is
+        # compiled in), so new temperatures, top-k / top-p, eos or pad ids reuse the same loop.
+        settings = sampling_settings(temperature, top_k, top_p, eos, pad_token_id)
         if not use_cache:
-            tokens, steps = self._generate_uncached(ids, mask, uniforms, dict(settings, prompt=prompt,
-                                                                               max_new=max_new_tokens))
-            steps = int(np.asarray(ops.convert_to_numpy(steps)))
+            tokens, steps = self._generate_uncached(ids, mask, uniforms, bool(do_sample), settings,
+                                                    prompt, max_new_tokens)
             return ops.convert_to_tensor(np.asarray(tokens)[:, : prompt + steps].astype("int32"))
-        total = cache_bucket(prompt + max_new_tokens, config.max_position_embeddings)
-        prefill = self._generate_function(("prefill", batch, prompt, total), jit_compile,
+        # Prompts are left-padded (masked) to a bucket length, so a stream of prompt lengths compiles
+        # a few prefills; positions come from the mask, so the padding changes no real token.
+        bucket = cache_bucket(prompt, config.max_position_embeddings)
+        padded = bucket if bucket + max_new_tokens <= config.max_position_embeddings else prompt
+        run_ids = np.pad(ids, ((0, 0), (padded - prompt, 0)))
+        run_mask = np.pad(mask, ((0, 0), (padded - prompt, 0)))
+        total = cache_bucket(padded + max_new_tokens, config.max_position_embeddings)
+        prefill = self._generate_function(("prefill", batch, padded, total), jit_compile,
                                           lambda ids, mask: self._prefill(ids, mask, total))
-        logits, caches, key_valid, next_pos = prefill(ids, mask)
-        decode = self._decode_function(batch, total, settings, jit_compile)
+        logits, caches, key_valid, next_pos = prefill(run_ids, run_mask)
+        decode = self._decode_function(batch, total, bool(do_sample), jit_compile)
         padded_uniforms = np.zeros((total, batch), "float32")
         padded_uniforms[:max_new_tokens] = uniforms
-        new_tokens, steps = decode(logits, caches, key_valid, next_pos, np.asarray(prompt, "int32"),
-                                   np.asarray(max_new_tokens, "int32"), padded_uniforms)
+        new_tokens, steps = decode(logits, caches, key_valid, next_pos, np.asarray(padded, "int32"),
+                                   np.asarray(max_new_tokens, "int32"), padded_uniforms, settings)
         steps = int(np.asarray(ops.convert_to_numpy(steps)))
         new_tokens = np.asarray(ops.convert_to_numpy(new_tokens))[:, :steps]
         return ops.convert_to_tensor(np.concatenate([ids, new_tokens], axis=1).astype("int32"))
 
     # --- token choice ----------------------------------------------------------------------------
     @staticmethod
-    def _choose(logits, uniform, s):
+    def _choose(logits, uniform, do_sample, s):
+        """The next token [B] from logits [B, V]: argmax, or (do_sample) a draw after temperature ->
+        top-k -> top-p as transformers applies them; `s` holds those settings as tensors."""
         logits = ops.cast(logits, "float32")  # [B, V]
-        if not s["do_sample"]:
+        if not do_sample:
             return ops.cast(ops.argmax(logits, axis=-1), "int32")
         vocab = logits.shape[-1]
-        logits = logits / s["temperature"]
-        if 0 < s["top_k"] < vocab:
-            kth = ops.top_k(logits, s["top_k"])[0][:, -1:]
-            logits = ops.where(logits < kth, NEG_INF, logits)
-        values, order = ops.top_k(logits, vocab)  # sorted, descending
+        temperature, top_p = (ops.convert_to_tensor(s[n], "float32") for n in ("temperature", "top_p"))
+        values, order = ops.top_k(logits / temperature, vocab)  # sorted, descending
+        # top-k keeps every value >= the k-th largest (ties included, as transformers); k = 0 is off.
+        k = ops.clip(ops.convert_to_tensor(s["top_k"], "int32"), 0, vocab)
+        kth = ops.take_along_axis(values, ops.zeros((values.shape[0], 1), "int32") + ops.maximum(k - 1, 0), axis=-1)
+        values = ops.where(ops.logical_and(k > 0, values < kth), NEG_INF, values)
         probs = ops.softmax(values, axis=-1)
-        if s["top_p"] < 1.0:
-            before = ops.cumsum(probs, axis=-1) - probs
-            values = ops.where(before > s["top_p"], NEG_INF, values)  # always keeps the first token
-            probs = ops.softmax(values, axis=-1)
+        # top-p keeps the smallest prefix whose mass reaches p (always the first token); p = 1 is off.
+        before = ops.cumsum(probs, axis=-1) - probs
+        values = ops.where(ops.logical_and(top_p < 1.0, before > top_p), NEG_INF, values)
+        probs = ops.softmax(values, axis=-1)
         cdf = ops.cumsum(probs, axis=-1)
         choice = ops.sum(ops.cast(cdf < uniform[:, None] * cdf[:, -1:], "int32"), axis=-1)
         choice = ops.minimum(choice, vocab - 1)
@@ -187,30 +208,31 @@ class GenerationMixin:
         return (ops.cast(logits, "float32"), tuple(out["caches"]), key_valid,
                 ops.max(positions, axis=-1) + 1)
 
-    def _decode_loop(self, logits, caches, key_valid, next_pos, start, num_new, uniforms, s):
+    def _decode_loop(self, logits, caches, key_valid, next_pos, start, num_new, uniforms, s, do_sample):
         """Up to `num_new` decoding steps over static-shape caches; one compiled function for every
         prompt length and position that fits the caches' T slots.
 
         Args: logits [B, V] of the token before slot `start`; caches [B, T, width] per layer;
         key_valid [B, T]; next_pos [B]; start, num_new: int32 scalars (tensors, not compile-time
-        constants); uniforms [T, B] (row i drives step i when sampling).
+        constants); uniforms [T, B] (row i drives step i when sampling); s: `sampling_settings`
+        (tensors too); do_sample: the one setting compiled in.
         Returns (new tokens [B, T] (the first `steps` columns are meaningful), steps)."""
         B, T = key_valid.shape[0], key_valid.shape[1]
         start, num_new = ops.cast(start, "int32"), ops.cast(num_new, "int32")
-        new_tokens = ops.full((B, T), s["pad"], dtype="int32")
+        pad = ops.cast(s["pad"], "int32")
+        new_tokens = ops.zeros((B, T), dtype="int32") + pad
         finished = ops.zeros((B,), "bool")
-        eos = ops.convert_to_tensor(np.asarray(s["eos"] or [-1], "int32"))
+        eos = ops.cast(s["eos"], "int32")  # [MAX_EOS_IDS], -1 where unused: never a token
 
         def cond(i, logits, caches, key_valid, new_tokens, finished, next_pos):
             return ops.logical_and(i < num_new, ops.logical_not(ops.all(finished)))
 
         def body(i, logits, caches, key_valid, new_tokens, finished, next_pos):
-            token = self._choose(logits, ops.take(uniforms, i, axis=0), s)
-            token = ops.where(finished, s["pad"], token)
+            token = self._choose(logits, ops.take(uniforms, i, axis=0), do_sample, s)
+            token = ops.where(finished, pad, token)
             slot = start + i
             new_tokens = ops.slice_update(new_tokens, (0, i), token[:, None])
-            if s["eos"]:
-                finished = ops.logical_or(finished, ops.any(token[:, None] == eos[None, :], axis=-1))
+            finished = ops.logical_or(finished, ops.any(token[:, None] == eos[None, :], axis=-1))
             key_valid = ops.slice_update(key_valid, (0, slot), ops.ones((B, 1), "int32"))
             out = self.model(token[:, None], position_ids=next_pos[:, None], caches=list(caches),
                              cache_index=slot, key_valid=key_valid, absorb=True, cache_in_place=True)
@@ -260,11 +282,11 @@ class GenerationMixin:
         self.__dict__.pop("_generate_fns", None)
         super()._reset_compiled_functions()
 
-    def _decode_function(self, batch, total, settings, jit_compile=True):
+    def _decode_function(self, batch, total, do_sample, jit_compile=True):
         """The compiled `_decode_loop` for `batch` rows over caches of `total` slots:
-        fn(logits, caches, key_valid, next_pos, start, num_new, uniforms) -> (new tokens, steps)."""
-        return self._generate_function(("decode", batch, total, tuple(sorted(settings.items()))), jit_compile,
-                                       lambda *args: self._decode_loop(*args, settings))
+        fn(logits, caches, key_valid, next_pos, start, num_new, uniforms, settings) -> (new tokens, steps)."""
+        return self._generate_function(("decode", batch, total, bool(do_sample)), jit_compile,
+                                       lambda *args: self._decode_loop(*args, do_sample=bool(do_sample)))
 
     def _generate_function(self, key, jit_compile, run):
         """The compiled function for `key` from a small LRU (most recent GENERATE_FUNCTIONS kept):
@@ -280,11 +302,12 @@ class GenerationMixin:
                 functions.popitem(last=False)
         return functions[key]
 
-    def _generate_uncached(self, ids, mask, uniforms, s):
+    def _generate_uncached(self, ids, mask, uniforms, do_sample, s, prompt, max_new):
         """Reference path without a cache: at every step the whole [B, P + max_new] buffer is run
         through the model (a fixed shape, so it compiles once) and the logits of the last real
         token are read; causality makes the not-yet-written slots irrelevant."""
-        P, N = s["prompt"], s["max_new"]
+        P, N = prompt, max_new
+        pad, eos = int(s["pad"]), [int(e) for e in s["eos"] if e >= 0]
         B, T = ids.shape[0], P + N
         cache = self.__dict__.setdefault("_generate_fns", {})
         key = ("full_forward", keras.backend.backend())
@@ -295,7 +318,7 @@ class GenerationMixin:
 
             cache[key] = self._compiled(forward)
         forward = cache[key]
-        tokens = np.full((B, T), s["pad"], "int32")
+        tokens = np.full((B, T), pad, "int32")
         tokens[:, :P] = ids
         full_mask = np.zeros((B, T), "int32")
         full_mask[:, :P] = mask
@@ -304,12 +327,12 @@ class GenerationMixin:
         for i in range(N):
             positions = np.where(full_mask == 0, 1, np.cumsum(full_mask, axis=-1) - 1).astype("int32")
             logits = forward(tokens, full_mask, positions)[:, P + i - 1]
-            token = np.asarray(ops.convert_to_numpy(self._choose(logits, ops.convert_to_tensor(uniforms[i]), s)))
-            token = np.where(finished, s["pad"], token).astype("int32")
+            token = self._choose(logits, ops.convert_to_tensor(uniforms[i]), do_sample, s)
+            token = np.where(finished, pad, np.asarray(ops.convert_to_numpy(token))).astype("int32")
             tokens[:, P + i] = token
             full_mask[:, P + i] = 1
-            if s["eos"]:
-                finished |= np.isin(token, s["eos"])
+            if eos:
+                finished |= np.isin(token, eos)
             steps += 1
             if finished.all():
                 break
