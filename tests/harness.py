@@ -147,10 +147,13 @@ def run_model_test(cls, tmp_path, checks=("keras_file", "shapes", "predict", "tf
             alone = _primary(model, model({k: v[row:row + 1] for k, v in other.items()}))
             np.testing.assert_allclose(alone[0], batched[row], rtol=1e-4, atol=1e-5)
 
+    # predict runs a compiled program (XLA on JAX / TF) and the call runs eagerly: the same math with
+    # float32 sums in another order, and on TensorFlow oneDNN picks its kernels (and so the order)
+    # at run time. Outputs of magnitude ~2 then differ by a few 1e-6; the bound is the `shapes` one.
     if "predict" in checks:
         predicted = model.predict(inputs, batch_size=2, verbose=0)
         np.testing.assert_allclose(to_numpy(predicted[model.primary_output_names[0]]), reference,
-                                   rtol=1e-5, atol=1e-6)
+                                   rtol=1e-4, atol=1e-5)
 
     if "tf_data" in checks:
         import tensorflow as tf
@@ -158,7 +161,7 @@ def run_model_test(cls, tmp_path, checks=("keras_file", "shapes", "predict", "tf
         dataset = tf.data.Dataset.from_tensor_slices(inputs).batch(2)
         predicted = model.predict(dataset, verbose=0)
         np.testing.assert_allclose(to_numpy(predicted[model.primary_output_names[0]]), reference,
-                                   rtol=1e-5, atol=1e-6)
+                                   rtol=1e-4, atol=1e-5)
 
     if "mixed_precision" in checks:
         mixed = cls(model.config, dtype="mixed_bfloat16")
