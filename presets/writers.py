@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from presets.io import atomic_write_text
+from presets.io import atomic_path, atomic_write_text
 from presets.sources import SAFETENSORS_CODES
 
 WEIGHTS_NAME = "model.safetensors"
@@ -152,14 +152,5 @@ def save_safetensors(tensors, path, metadata=None):
     """Writes {name: numpy array} as one safetensors file via a temporary file renamed into place."""
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     layout = {k: (v.shape, v.dtype) for k, v in tensors.items()}
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = _temporary(directory, os.path.basename(path))
-    try:
+    with atomic_path(path) as tmp:
         write_safetensors(tmp, layout, list(tensors), tensors.__getitem__, metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
