@@ -7,7 +7,8 @@ import re
 import warnings
 
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
-from presets.lazy_init import initialise_remaining, zeros_initialised
+from presets.keras_compat import zeros_initialised
+from presets.lazy_init import initialise_remaining
 from presets.load_dtype import resolve_load_policy
 from presets.mapping import HostReader, hf_tensor_layout, load_tensors_into, spec_order, variable_of
 from presets.readers import open_checkpoint

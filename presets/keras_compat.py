@@ -2,6 +2,8 @@
 API that would replace it. Nothing else in the project reaches into `keras.src` or a layer's
 private attributes."""
 
+import contextlib
+
 import keras
 
 
@@ -77,3 +79,44 @@ def in_shape_inference():
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
     return in_symbolic_scope()
+
+
+_original_add_weight = keras.layers.Layer.add_weight
+_record = None  # the list being recorded into, while a `zeros_initialised` block runs
+
+
+def _add_weight(self, *args, **kwargs):
+    record = _record
+    if record is None:
+        return _original_add_weight(self, *args, **kwargs)
+    if len(args) > 1:  # Keras 2 style add_weight(shape, initializer, dtype): move to keywords
+        names = ("shape", "initializer", "dtype")
+        kwargs.update(dict(zip(names, args)))
+        args = ()
+    initializer = kwargs.get("initializer")
+    kwargs["initializer"] = "zeros"
+    variable = _original_add_weight(self, *args, **kwargs)
+    if initializer is None:  # Keras' own default, resolved as add_weight resolves it
+        initializer = "glorot_uniform" if "float" in str(variable.dtype) else "zeros"
+    record.append((variable, initializer))
+    return variable
+
+
+@contextlib.contextmanager
+def zeros_initialised():
+    """Within the block, new layer variables start at zero; yields the list of
+    (variable, original initializer) pairs (see presets/lazy_init.py). Keras has no public way to
+    build a layer without running its initializers, so `Layer.add_weight` is wrapped for the
+    duration of the block only (models are built on one thread); a public "skip initialisation"
+    scope in Keras would replace this."""
+    global _record
+    if _record is not None:  # nested: the outer block records
+        yield _record
+        return
+    _record = []
+    keras.layers.Layer.add_weight = _add_weight
+    try:
+        yield _record
+    finally:
+        keras.layers.Layer.add_weight = _original_add_weight
+        _record = None

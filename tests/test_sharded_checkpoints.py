@@ -185,7 +185,7 @@ _CHILD = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_sharded_bf16_load_stays_within_model_plus_a_shard(tmp_path):
-    from presets.lazy_init import zeros_initialised
+    from presets.keras_compat import zeros_initialised
 
     with zeros_initialised():  # the values do not matter here, only the bytes
         model = TFDeepseekV2ForCausalLM(DeepseekV2Config(**_BIG), dtype="bfloat16")
