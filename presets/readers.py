@@ -279,10 +279,6 @@ def read_weight_file(path):
     return {name: materialise(t) for name, t in open_weight_file(path).items()}
 
 
-def read_sharded(index_path):
-    return {name: materialise(t) for name, t in open_sharded(index_path, open_weight_file).items()}
-
-
 def find_weight_file(directory):
     for name in WEIGHT_FILES:
         path = os.path.join(directory, name)
