@@ -7,7 +7,7 @@ import re
 import warnings
 
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
-from presets.keras_compat import zeros_initialised
+from presets.keras_compat import deferred_initialisation
 from presets.lazy_init import initialise_remaining
 from presets.load_dtype import resolve_load_policy
 from presets.mapping import HostReader, hf_tensor_layout, load_tensors_into, spec_order, variable_of
@@ -72,9 +72,9 @@ class HFCheckpointMixin:
         tensors, source = open_checkpoint(directory)  # headers only: every shard checked
         policy = resolve_load_policy(dtype, config, tensors)
         model_kwargs = {"remat": remat} if policy is None else {"remat": remat, "dtype": policy}
-        # Every variable starts at zero instead of a random draw the checkpoint would overwrite;
-        # the ones it does not provide (a new head) get their initial values afterwards.
-        with zeros_initialised() as created:
+        # Every variable starts unfilled instead of with a random draw the checkpoint would
+        # overwrite; the ones it does not provide (a new head) get their initial values afterwards.
+        with deferred_initialisation() as created:
             model = cls(config, **model_kwargs)
         model.load_info = model.load_hf_tensors(
             tensors, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from presets.errors import CheckpointError
-from presets.placement import assign_permuted, read_permuted
+from presets.placement import assign_entry_permuted, assign_permuted, read_permuted
 from presets.sources import materialise, shard_of
 
 # How an HF (PyTorch-layout) tensor becomes a Keras variable value: an axis permutation (each is
@@ -119,7 +119,8 @@ def numpy_dtype(dtype):
 
 
 class _StackFiller:
-    """Host buffers of the stacked variables being filled, one per variable, allocated on first use
+    """Entries of stacked variables. On PyTorch each entry is written straight into its slice of
+    the variable. Elsewhere (immutable arrays) a host buffer per variable is allocated on first use
     in the checkpoint's layout ([E, out, in]) and the variable's dtype: each entry is one plain copy
     into it, and the whole stack is permuted once, by the backend, when its last entry arrives."""
 
@@ -127,6 +128,8 @@ class _StackFiller:
         self.pending = {}
 
     def put(self, slot, array, transform):
+        if assign_entry_permuted(slot.variable, slot.index, array, PERMUTATIONS[transform]):
+            return  # written straight into the variable (torch)
         key = id(slot.variable)
         if key not in self.pending:
             shape = (slot.variable.shape[0],) + _hf_shape(slot, transform)

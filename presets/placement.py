@@ -80,6 +80,9 @@ def assign_permuted(variable, value, perm):
     import numpy as np
     from keras import ops
 
+    if keras.backend.backend() == "torch":
+        _torch_copy_into(variable.value, value, perm, variable.path)
+        return
     if perm is None:
         target = np.dtype(keras.backend.standardize_dtype(variable.dtype))
         assign_from_host(variable, np.ascontiguousarray(value, dtype=target))
@@ -99,6 +102,35 @@ def assign_permuted(variable, value, perm):
         jax.block_until_ready(variable.value)
 
 
+def assign_entry_permuted(variable, index, value, perm):
+    """`variable[index] = np.transpose(value, perm)` in place, for backends whose variables are
+    mutable buffers (torch): one pass that reads the (memory-mapped) host array, casts and
+    transposes. Returns False where the backend has no such write (JAX, TensorFlow): the caller
+    then collects the entries on the host and assigns the whole variable once."""
+    if keras.backend.backend() != "torch":
+        return False
+    _torch_copy_into(variable.value[index], value, perm, f"{variable.path}[{index}]")
+    return True
+
+
+def _torch_copy_into(target, value, perm, name):
+    """target.copy_(transpose(value, perm)) without a host copy first: torch's copy casts and
+    transposes in one pass (a cast before it, or numpy's transpose, would each be another)."""
+    import numpy as np
+    import torch
+
+    if str(value.dtype) == "bfloat16":
+        source = _torch_bfloat16(value)
+    else:
+        source = torch.from_numpy(np.ascontiguousarray(value))
+    if perm is not None:
+        source = source.permute(perm)
+    if tuple(source.shape) != tuple(target.shape):  # copy_ would broadcast instead of failing
+        raise ValueError(f"cannot assign shape {tuple(source.shape)} to {name} {tuple(target.shape)}")
+    with torch.no_grad():
+        target.copy_(source)
+
+
 def read_permuted(variable, perm):
     """`np.transpose(variable, perm)` as a C-contiguous host array in the variable's dtype, the
     transpose done by the backend."""
@@ -106,4 +138,13 @@ def read_permuted(variable, perm):
     from keras import ops
 
     value = variable if perm is None else ops.transpose(variable, perm)
+    if keras.backend.backend() == "torch" and keras.backend.standardize_dtype(variable.dtype) == "bfloat16":
+        # Keras converts a torch bf16 tensor to numpy through float32 (3x the bytes, two more
+        # passes); the same bits viewed as int16 leave torch directly.
+        import ml_dtypes
+        import torch
+
+        tensor = variable.value if perm is None else value
+        bits = tensor.detach().cpu().contiguous().view(torch.int16)
+        return bits.numpy().view(ml_dtypes.bfloat16)
     return np.ascontiguousarray(ops.convert_to_numpy(value))

@@ -31,7 +31,7 @@ def read_safetensors(path):
     if not tensors:
         return {}
     with next(iter(tensors.values())).shard.opened():
-        return {name: t.read() for name, t in tensors.items()}
+        return {name: np.array(t.read()) for name, t in tensors.items()}  # copies: the map closes
 
 
 # --- PyTorch zip pickle --------------------------------------------------------------------------
