@@ -37,13 +37,89 @@ def run_backend_workers(script, backends, extra_args):
     return measured
 
 
-def print_ratio_table(title, reference_label, reference, measured, label_of):
-    """reference: {shape: tokens/s}; measured: {backend: {"impl|shape": tokens/s}}."""
+def print_ratio_table(title, reference_label, reference, measured, label_of, flops_per_token=None):
+    """reference: {shape: tokens/s}; measured: {backend: {"impl|shape": tokens/s}}.
+
+    With `flops_per_token` ({shape: FLOPs}), each row also shows its share of the machine's fp32
+    matmul ceiling: the best rate over `reference["ceiling"]` and every `measured[b]["ceiling"]`
+    (each backend's own matmul, measured in the same run)."""
+    reference = dict(reference)
+    measured = {backend: dict(results) for backend, results in measured.items()}
+    rates = [reference.pop("ceiling", 0.0)] + [r.pop("ceiling", 0.0) for r in measured.values()]
+    ceiling = max(rates)
+    share = flops_per_token is not None and ceiling > 0
+
+    def row(label, shape, tps, ratio):
+        line = f"{label:<28}{shape:>16}{tps:>12.0f}{ratio:>8.2f}"
+        if share:
+            line += f"{100 * tps * flops_per_token[shape] / ceiling:>11.0f}%"
+        print(line)
+
     print(f"\n{title}")
-    print(f"{'implementation':<28}{'batch x length':>16}{'tokens/s':>12}{'vs HF':>8}")
+    if share:
+        print(f"fp32 matmul ceiling of this machine: {ceiling / 1e9:.0f} GFLOP/s (best backend, shapes "
+              f"{', '.join('x'.join(map(str, s)) for s in CEILING_SHAPES)})")
+    print(f"{'implementation':<28}{'batch x length':>16}{'tokens/s':>12}{'vs HF':>8}"
+          + (f"{'of ceiling':>12}" if share else ""))
     for shape, tps in reference.items():
-        print(f"{reference_label:<28}{shape:>16}{tps:>12.0f}{1.0:>8.2f}")
+        row(reference_label, shape, tps, 1.0)
     for backend, results in measured.items():
         for key, tps in results.items():
             impl, shape = key.split("|")
-            print(f"{label_of(impl, backend):<28}{shape:>16}{tps:>12.0f}{tps / reference[shape]:>8.2f}")
+            row(label_of(impl, backend), shape, tps, tps / reference[shape])
+
+
+# --- the machine's matmul ceiling ----------------------------------------------------------------
+
+CEILING_SHAPES = ((1024, 768, 3072), (2048, 2048, 2048))  # an encoder FFN's [tokens, d] x [d, ff]; square
+
+
+def matmul_ceiling(backend):
+    """The best fp32 matmul rate (FLOP/s) this backend reaches on this machine over
+    CEILING_SHAPES: compiled (jax.jit, tf.function with XLA), torch eager. The ceiling of the
+    machine is the best over every backend measured in the same run."""
+    import numpy as np
+
+    best = 0.0
+    for m, k, n in CEILING_SHAPES:
+        a = np.random.RandomState(0).standard_normal((m, k)).astype("float32")
+        b = np.random.RandomState(1).standard_normal((k, n)).astype("float32")
+        if backend == "jax":
+            import jax
+
+            a, b = jax.device_put(a), jax.device_put(b)
+            mm = jax.jit(lambda x, y: x @ y)
+            fn = lambda: mm(a, b).block_until_ready()  # noqa: E731
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            a, b = tf.constant(a), tf.constant(b)
+            mm = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=True)
+            fn = lambda: mm(a, b).numpy()  # noqa: E731
+        else:
+            import torch
+
+            a, b = torch.from_numpy(a), torch.from_numpy(b)
+            fn = lambda: torch.mm(a, b)  # noqa: E731
+        best = max(best, 2.0 * m * k * n / median_seconds(fn, repeats=7, warmup=2))
+    return best
+
+
+def deberta_forward_flops(config, batch, length):
+    """Matmul FLOPs of one DeBERTa-v2/v3 encoder forward as transformers computes it (2 per
+    multiply-add): per layer the Q, K, V, O projections and the FFN over every token; content
+    scores and the attention-weighted sum; c2p and p2c scores against the whole relative span
+    (2 x position_buckets rows, as transformers slices it); and the span's projection through
+    the shared key and query weights (once per layer, whatever the batch)."""
+    d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    span = 2 * (config.get("position_buckets") or config.get("max_position_embeddings", 512))
+    tokens = batch * length
+    terms = len([t for t in ("c2p", "p2c") if t in str(config.get("pos_att_type", ""))])
+    per_layer = (
+        2 * tokens * d * d * 4  # Q, K, V, O
+        + 2 * tokens * d * ff * 2  # FFN in and out
+        + 2 * batch * length * length * d * 2  # Q K^T and P V
+        + 2 * tokens * span * d * terms  # c2p, p2c
+        + 2 * span * d * d * terms  # span through W_k (c2p) and W_q (p2c)
+    )
+    return layers * per_layer

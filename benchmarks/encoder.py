@@ -6,6 +6,8 @@ transformers (PyTorch) and KerasHub's DebertaV3Backbone, in the same run, as rat
 Random weights (the architecture of microsoft/deberta-v3-base). Each Keras backend runs in its
 own subprocess (the backend is fixed at import); transformers runs in the parent. Figures are
 tokens per second over `repeats` timed calls after warm-up (compilation excluded), median.
+"of ceiling" is the share of this machine's fp32 matmul rate (the best backend's, measured in the
+same run) that the encoder's matmul FLOPs (`common.deberta_forward_flops`) reach.
 """
 
 import argparse
@@ -15,7 +17,7 @@ import sys
 
 import numpy as np
 
-from common import median_seconds, print_ratio_table, run_backend_workers
+from common import deberta_forward_flops, matmul_ceiling, median_seconds, print_ratio_table, run_backend_workers
 
 SHAPES = [(8, 128), (2, 512)]  # (batch, length)
 
@@ -101,6 +103,7 @@ def run_worker(backend, repeats, quick):
                 ops.convert_to_numpy(out[:1, :1, :1])  # wait for the device
             seconds = median_seconds(step, repeats)
             results[f"{name}|{batch}x{length}"] = batch * length / seconds
+    results["ceiling"] = matmul_ceiling(backend)
     print(json.dumps(results))
 
 
@@ -120,6 +123,7 @@ def run_transformers(repeats, quick):
                 model(input_ids=ids, attention_mask=mask)
 
         results[f"{batch}x{length}"] = batch * length / median_seconds(step, repeats)
+    results["ceiling"] = matmul_ceiling("torch")
     return results
 
 
@@ -141,6 +145,7 @@ def main():
         f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run",
         "transformers (torch)", hf, measured,
         lambda impl, backend: f"{'ours' if impl == 'ours' else 'KerasHub'} ({backend})",
+        flops_per_token={f"{b}x{l}": deberta_forward_flops(_config(args.quick), b, l) / (b * l) for b, l in SHAPES},
     )
 
 
