@@ -330,3 +330,31 @@ def test_ids_must_be_2d_integers(small_model):
         small_model(np.ones((6,), dtype="int32"))
     with pytest.raises(ValueError, match="integers"):
         small_model(np.ones((1, 6), dtype="float32"))
+
+
+def test_safetensors_tensors_at_unaligned_offsets_read_exactly(tmp_path):
+    """The reader hands out views of the mapped file; a tensor whose offset is not a multiple of its
+    item size (legal in the format: safetensors' own writer orders tensors to avoid it, others may
+    not) is copied instead, and reads the same values."""
+    import struct
+
+    flag = np.array([1], dtype=np.uint8)  # 1 byte first: every later offset is odd
+    weights = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    half = np.array([1.5, -2.25], dtype=np.float16)
+    header = {
+        "flag": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+        "weights": {"dtype": "F32", "shape": [2, 3], "data_offsets": [1, 25]},
+        "half": {"dtype": "F16", "shape": [2], "data_offsets": [25, 29]},
+    }
+    blob = json.dumps(header).encode()
+    path = tmp_path / "unaligned.safetensors"
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + flag.tobytes() + weights.tobytes() + half.tobytes())
+    from presets.sources import open_safetensors
+
+    lazy = open_safetensors(str(path))
+    tensors = {name: t.read() for name, t in lazy.items()}  # what the loader hands the backends
+    np.testing.assert_array_equal(tensors["flag"], flag)
+    np.testing.assert_array_equal(tensors["weights"], weights)
+    np.testing.assert_array_equal(tensors["half"], half)
+    assert tensors["weights"].flags.aligned and tensors["half"].flags.aligned
+    np.testing.assert_array_equal(read_safetensors(str(path))["weights"], weights)
