@@ -106,20 +106,25 @@ def matmul_ceiling(backend):
 
 
 def deberta_forward_flops(config, batch, length):
-    """Matmul FLOPs of one DeBERTa-v2/v3 encoder forward as transformers computes it (2 per
-    multiply-add): per layer the Q, K, V, O projections and the FFN over every token; content
-    scores and the attention-weighted sum; c2p and p2c scores against the whole relative span
-    (2 x position_buckets rows, as transformers slices it); and the span's projection through
-    the shared key and query weights (once per layer, whatever the batch)."""
+    """Matmul FLOPs of one DeBERTa-v2/v3 encoder forward (2 per multiply-add), counted from the
+    model's formulas, not from any implementation's shortcuts or redundancies: per layer the Q, K,
+    V, O projections and the FFN over every token; content scores and the attention-weighted sum;
+    c2p and p2c as one head-width dot product per (query, key) pair, like the content score; and
+    the relative table's projection through the key (c2p) and query (p2c) weights for the rows a
+    sequence of this length can reach (min(2 x span, 2 x length - 1)), once per layer."""
     d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    span = 2 * (config.get("position_buckets") or config.get("max_position_embeddings", 512))
+    span = config.get("position_buckets") or 0
+    if span <= 0:
+        span = config.get("max_relative_positions") or 0
+    if span <= 0:
+        span = config.get("max_position_embeddings", 512)
+    rows = min(2 * span, 2 * length - 1)
     tokens = batch * length
     terms = len([t for t in ("c2p", "p2c") if t in str(config.get("pos_att_type", ""))])
     per_layer = (
         2 * tokens * d * d * 4  # Q, K, V, O
         + 2 * tokens * d * ff * 2  # FFN in and out
-        + 2 * batch * length * length * d * 2  # Q K^T and P V
-        + 2 * tokens * span * d * terms  # c2p, p2c
-        + 2 * span * d * d * terms  # span through W_k (c2p) and W_q (p2c)
+        + 2 * batch * length * length * d * (2 + terms)  # Q K^T, P V, and c2p / p2c per pair
+        + 2 * rows * d * d * terms  # the reachable table rows through W_k (c2p) and W_q (p2c)
     )
     return layers * per_layer
