@@ -284,8 +284,9 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
         # One product over dn + dr instead of two summed ones (q_nope.k_nope + q_pe.k_pe): the
         # shared k_pe is broadcast to every head, as transformers does. Two [B, H, S, T] products
-        # and their sum cost more than this [B, T, H, dr] copy (PyTorch eager: 3% of a 256-token
-        # prefill on CPU, see benchmarks/deepseek.py).
+        # and their sum cost more than this [B, T, H, dr] copy (torch.profiler, PyTorch eager, one
+        # thread, 256-token prefill of benchmarks/deepseek.py's realistic config: the separate rope
+        # product, the score sum and the probability mask took ~7 ms of a ~60 ms attention layer).
         k_pe = ops.broadcast_to(ops.cast(k_pe, k_nope.dtype)[:, :, None, :], (B, T, H, self.qk_rope_head_dim))
         key = ops.concatenate([k_nope, k_pe], axis=-1)  # [B, T, H, dn + dr]
         query = ops.concatenate([q_nope, ops.cast(q_pe, q_nope.dtype)], axis=-1)  # [B, S, H, dn + dr]
