@@ -56,6 +56,19 @@ def combine(rows, order, weight):
     return ops.einsum("nkd,nk->nd", y, ops.cast(weight, y.dtype))
 
 
+def torch_combine(rows, order, tok, weight):
+    """PyTorch eager `combine`: each sorted row scaled by its routing weight and added into its
+    token's output with one `index_add_`. `combine`'s gather and [N, K, d] x [N, K] einsum run
+    in eager PyTorch as N tiny batched matmuls: 3.0 ms against 0.45 ms here for 256 tokens, top-6,
+    d 1024 (AMD EPYC, one thread). The sum over a token's K rows runs in expert order instead of
+    k order (float rounding only)."""
+    import torch
+
+    w = weight.reshape(-1)[order.long()].to(rows.dtype)  # [A] routing weight of each sorted row
+    out = torch.zeros((weight.shape[0], rows.shape[-1]), dtype=rows.dtype, device=rows.device)
+    return out.index_add_(0, tok.long(), rows * w[:, None])  # [N, d]
+
+
 def chunked_expert_mlp(xs, counts, expert_weights, act, chunk):
     """xs [A, d] rows sorted by expert, counts [E] -> act(xs @ Wg) * (xs @ Wu) @ Wd per row [A, d].
 

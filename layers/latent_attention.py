@@ -166,15 +166,21 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             w = ops.cast(dense.kernel, self.compute_dtype)
         return ops.reshape(w, (self.kv_lora_rank, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
 
-    def _softmax(self, scores, bias, training):
+    @staticmethod
+    def _sees_a_key(bias):
+        """[B, 1, S, 1] float32: 1 where the query sees at least one key, 0 for a query that sees
+        none (a left-padding position), which attends to nothing (output 0, like torch SDPA)."""
+        return ops.cast(ops.max(ops.cast(bias, "float32"), axis=-1, keepdims=True) > MASK_VALUE / 2, "float32")
+
+    def _softmax(self, scores, bias, training, zero_empty_rows=True):
         # Scores arrive scaled (the query was); the softmax runs in float32 whatever the compute dtype.
         # Keras casts float call arguments to the compute dtype, where float16 turns the -1e9 mask
         # into -inf (a fully masked row would give NaN): clamp it back to MASK_VALUE.
         bias = ops.maximum(ops.cast(bias, "float32"), MASK_VALUE)
         scores = ops.cast(scores, "float32") + bias
         probs = ops.softmax(scores, axis=-1)
-        # Queries with no visible key attend to nothing (output 0, like torch SDPA), not uniformly.
-        probs = probs * ops.cast(ops.max(bias, axis=-1, keepdims=True) > MASK_VALUE / 2, probs.dtype)
+        if zero_empty_rows:  # else the caller zeroes those rows of its (smaller) context instead
+            probs = probs * self._sees_a_key(bias)
         return self.dropout(ops.cast(probs, self.compute_dtype), training=training)
 
     # --- call ------------------------------------------------------------------------------------
@@ -272,26 +278,40 @@ class MultiHeadLatentAttention(keras.layers.Layer):
 
     def _expanded(self, q_nope, q_pe, keys, bias, training, return_attention_scores):
         """kv_b_proj re-expands the latents into per-head keys and values (prefill, training)."""
-        B, T = ops.shape(keys)[0], ops.shape(keys)[1]
+        B, T, H = ops.shape(keys)[0], ops.shape(keys)[1], self.num_heads
         latent, k_pe = keys[..., : self.kv_lora_rank], keys[..., self.kv_lora_rank:]  # [B, T, r], [B, T, dr]
-        kv = ops.reshape(self.kv_b_proj(latent), (B, T, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
+        kv = ops.reshape(self.kv_b_proj(latent), (B, T, H, self.qk_nope_head_dim + self.v_head_dim))
         k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
+        # One product over dn + dr instead of two summed ones (q_nope.k_nope + q_pe.k_pe): the
+        # shared k_pe is broadcast to every head, as transformers does. Two [B, H, S, T] products
+        # and their sum cost more than this [B, T, H, dr] copy (torch.profiler, PyTorch eager, one
+        # thread, 256-token prefill of benchmarks/deepseek.py's realistic config: the separate rope
+        # product, the score sum and the probability mask took ~7 ms of a ~60 ms attention layer).
+        k_pe = ops.broadcast_to(ops.cast(k_pe, k_nope.dtype)[:, :, None, :], (B, T, H, self.qk_rope_head_dim))
+        key = ops.concatenate([k_nope, k_pe], axis=-1)  # [B, T, H, dn + dr]
+        query = ops.concatenate([q_nope, ops.cast(q_pe, q_nope.dtype)], axis=-1)  # [B, S, H, dn + dr]
 
-        def attend(q_nope, q_pe, bias):
-            scores = ops.einsum("bshd,bthd->bhst", q_nope, k_nope) + ops.einsum("bshd,btd->bhst", q_pe, k_pe)
-            probs = self._softmax(scores, bias, training)
-            return ops.einsum("bhst,bthd->bshd", probs, value), probs  # [B, S, H, dv]
+        def attend(query, bias, probs_out):
+            scores = ops.einsum("bshd,bthd->bhst", query, key)  # [B, H, S, T]
+            # Queries that see no key get a zero output: zeroing those rows of the context
+            # [B, S, H, dv] costs less than zeroing the probabilities [B, H, S, T] (same result),
+            # which are zeroed only when they are returned.
+            probs = self._softmax(scores, bias, training, zero_empty_rows=probs_out)
+            context = ops.einsum("bhst,bthd->bshd", probs, value)  # [B, S, H, dv]
+            if not probs_out:
+                context = context * ops.cast(ops.transpose(self._sees_a_key(bias), (0, 2, 1, 3)), context.dtype)
+            return context, probs
 
-        S = q_nope.shape[1]
+        S = query.shape[1]
         block = self.query_block
         if return_attention_scores or not isinstance(S, int) or S <= 2 * block:
-            return attend(q_nope, q_pe, bias)
+            return attend(query, bias, return_attention_scores)
         # Long prompt: query blocks ([B, H, block, T] scores live at a time; exact, see query_block).
         # A bias broadcast over queries ([B, 1, 1, T]) is used as is by every block.
         parts = []
         for i in range(0, S, block):
             b = bias if bias.shape[2] == 1 else bias[:, :, i:i + block]
-            parts.append(attend(q_nope[:, i:i + block], q_pe[:, i:i + block], b)[0])
+            parts.append(attend(query[:, i:i + block], b, False)[0])
         return ops.concatenate(parts, axis=1), None
 
     def get_config(self):

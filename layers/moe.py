@@ -28,7 +28,7 @@ from keras import ops
 
 from layers.activations import get_activation
 from layers.grouped_matmul import (chunk_rows, chunked_expert_mlp, combine, ragged_expert_mlp, sort_assignments,
-                                   torch_expert_mlp)
+                                   torch_combine, torch_expert_mlp)
 
 
 def _dense(units, name, use_bias, initializer):
@@ -284,7 +284,7 @@ class RoutedExperts(keras.layers.Layer):
                               "rows": N * K, "dense_rows": N * self.num_experts}
         rows = torch_expert_mlp(x[tok.long()], counts, self.gate_kernel.value, self.up_kernel.value,
                                 self.down_kernel.value, self.act)
-        return combine(rows, order, weight)
+        return torch_combine(rows, order, tok, weight)
 
     def _call_blocks(self, x, idx, weight):
         N, d = x.shape[0], self.hidden_size
