@@ -3,10 +3,12 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from layers.blocked_attention import blocked_disentangled_attention
-from layers.relative_position import diagonal_row_indices, relative_position_rows, skew_to_relative
+from layers.relative_position import (
+    diagonal_row_indices, relative_position_rows, skew_to_relative, static_diagonal_row_indices)
 
 
 # Automatic blocking (attention_block_size=None): sequences longer than this go through
@@ -29,9 +31,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
     `pos_proj`) and `talking_head` (head-mixing projections on the scores and on the probabilities).
 
     The position terms are computed per diagonal and skewed into place (see
-    `layers.relative_position`): per head, the projected table is gathered once to the
-    [L_q + L_k] diagonals, multiplied, and shifted; nothing of shape [B, H, L, L] is gathered and no
-    integer index tensor larger than [L_q + L_k] exists.
+    `layers.relative_position`): the table rows of the [L_q + L_k] diagonals are projected,
+    multiplied, and shifted; nothing of shape [B, H, L, L] is gathered and no integer index tensor
+    larger than [L_q + L_k] exists. With lengths known in Python only the table rows the diagonals
+    read are projected (2L - 1 of the 2 * span rows while L <= span).
 
     Args:
         hidden_size: model width (input and output of the projections' input side).
@@ -159,12 +162,36 @@ class DisentangledSelfAttention(keras.layers.Layer):
         x = ops.reshape(proj(table), (-1, self.num_heads, self.head_size))
         return ops.transpose(x, (1, 0, 2))
 
-    def _relative_scores(self, states, table, num_rows, num_cols, flip):
-        """out[b, h, r, c] = states[b, h, r] . table[h, row(d)], d = r - c (or c - r when flip)."""
-        index = diagonal_row_indices(self._rows, self._max_distance, num_rows, num_cols, flip)
-        diagonals = ops.take(table, index, axis=1)  # [H, Lr + Lc, D]
-        scores = ops.einsum("bhrd,hnd->bhrn", states, diagonals)  # [B, H, Lr, Lr + Lc]
-        return skew_to_relative(scores, num_rows, num_cols)  # [B, H, Lr, Lc]
+    def _position_projections(self):
+        """(key side, query side): the Dense layers that project the relative table for c2p / p2c."""
+        if self.share_att_key:
+            return self.key_proj, self.query_proj
+        return self.pos_key_proj, self.pos_query_proj
+
+    def _diagonals(self, table, proj, num_rows, num_cols, flip):
+        """proj(table)[row(d)] for every diagonal of a [num_rows, num_cols] score matrix -> [Lr + Lc, H, D].
+
+        The rows are gathered from the projected table in its [rows, H * D] layout (whole
+        contiguous rows; the [H, rows, D] layout would be copied first). With lengths known in
+        Python, only the contiguous range of table rows the diagonals read is projected: 2L - 1 of
+        the 2 * span rows while L <= span, i.e. half the table's projection at length 128 on a v3
+        checkpoint (the reference projects all of it).
+        """
+        if isinstance(num_rows, int) and isinstance(num_cols, int):
+            index = static_diagonal_row_indices(self._rows, self._max_distance, num_rows, num_cols, flip)
+            first, last = int(index.min()), int(index.max())
+            table, index = table[first : last + 1], index - first
+            if np.array_equal(index, np.arange(len(index))):  # p2c below the log buckets: rows in order
+                return ops.reshape(proj(table), (-1, self.num_heads, self.head_size))
+        else:
+            index = diagonal_row_indices(self._rows, self._max_distance, num_rows, num_cols, flip)
+        rows = ops.take(proj(table), index, axis=0)  # [Lr + Lc, H * D]
+        return ops.reshape(rows, (-1, self.num_heads, self.head_size))
+
+    def _relative_scores(self, states, diagonals, num_rows, num_cols):
+        """out[b, h, r, c] = states[b, h, r] . diagonals[n(r, c), h] -> [B, H, Lr, Lc]."""
+        scores = ops.einsum("bhrd,nhd->bhrn", states, diagonals)  # [B, H, Lr, Lr + Lc]
+        return skew_to_relative(scores, num_rows, num_cols)
 
     def _query_key_value(self, hidden_states):
         """-> query, key, value, each [B, H, L, D]."""
@@ -196,13 +223,11 @@ class DisentangledSelfAttention(keras.layers.Layer):
         # Scaling q before the products keeps float16 scores in range (fp16 overflow is a known
         # DeBERTa failure); the reference divides k instead, the same value in exact arithmetic.
         scaled_query = query / ops.cast(self.scale, query.dtype)
-        pos_key, pos_query = self._position_tables(rel_embeddings, training)
-        scaled_key = None if pos_query is None else key / ops.cast(self.scale, key.dtype)
+        table = self._relative_table(rel_embeddings, training)  # dropped once, shared by both forms
 
-        full = lambda: self._full_attention(scaled_query, scaled_key, key, value, pos_key, pos_query,
-                                            attention_mask, length, training)
-        blocked = lambda block: lambda: self._blocked_attention(scaled_query, scaled_key, key, value, pos_key,
-                                                                pos_query, attention_mask, block)
+        full = lambda: self._full_attention(scaled_query, key, value, table, attention_mask, length, training)
+        blocked = lambda block: lambda: self._blocked_attention(scaled_query, key, value, table, attention_mask,
+                                                                block)
         dropout_active = bool(training) and self.attention_dropout > 0
         plan = None if (return_attention_scores or dropout_active) else self._blocking_plan(hidden_states.shape[1])
         if plan is None:
@@ -232,29 +257,37 @@ class DisentangledSelfAttention(keras.layers.Layer):
             return block, threshold
         return None  # symbolic lengths elsewhere (jax2tf export shapes) keep the full form
 
-    def _position_tables(self, rel_embeddings, training):
-        """-> (Kr, Qr), each [H, 2 * span, D] or None: the relative table through the key / query side."""
+    def _relative_table(self, rel_embeddings, training):
+        """The [2 * span, hidden] relative table after position dropout, or None without position terms."""
         if not (self.relative_attention and self.pos_att_type):
-            return None, None
+            return None
         if rel_embeddings is None:
             raise ValueError("relative_attention needs rel_embeddings")
-        table = self.table_dropout(rel_embeddings[: 2 * self.span], training=training)
-        pos_key = pos_query = None
-        if "c2p" in self.pos_att_type:
-            pos_key = self._project_table(table, self.key_proj if self.share_att_key else self.pos_key_proj)
-        if "p2c" in self.pos_att_type:
-            pos_query = self._project_table(table, self.query_proj if self.share_att_key else self.pos_query_proj)
+        return self.table_dropout(rel_embeddings[: 2 * self.span], training=training)
+
+    def _position_tables(self, table):
+        """-> (Kr, Qr), each [H, 2 * span, D] or None: the relative table through the key / query side."""
+        if table is None:
+            return None, None
+        key_side, query_side = self._position_projections()
+        pos_key = self._project_table(table, key_side) if "c2p" in self.pos_att_type else None
+        pos_query = self._project_table(table, query_side) if "p2c" in self.pos_att_type else None
         return pos_key, pos_query
 
-    def _full_attention(self, scaled_query, scaled_key, key, value, pos_key, pos_query, attention_mask, length,
-                        training):
+    def _full_attention(self, scaled_query, key, value, table, attention_mask, length, training):
         """The whole [B, H, L, L] map at once -> (context [B, H, L, D], probabilities [B, H, L, L])."""
         scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
-        if pos_key is not None:
-            scores = scores + self._relative_scores(scaled_query, pos_key, length, length, flip=False)
-        if pos_query is not None:
+        key_side, query_side = self._position_projections()
+        if table is not None and "c2p" in self.pos_att_type:
+            pos_key = self._diagonals(table, key_side, length, length, flip=False)  # [2L, H, D]
+            scores = scores + self._relative_scores(scaled_query, pos_key, length, length)
+        if table is not None and "p2c" in self.pos_att_type:
             # Rows are keys: p2c^T[j, i] = k_j . Qr[row(i - j)], distance seen from the key flipped.
-            p2c = self._relative_scores(scaled_key, pos_query, length, length, flip=True)
+            # The scale divides the [2L, H, D] diagonals rather than the [B, H, L, D] keys: the same
+            # value to float rounding, still before the product (fp16 range), a smaller tensor.
+            pos_query = self._diagonals(table, query_side, length, length, flip=True)
+            pos_query = pos_query / ops.cast(self.scale, pos_query.dtype)
+            p2c = self._relative_scores(key, pos_query, length, length)
             scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
 
         if self.head_logits_proj is not None:
@@ -272,8 +305,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
             probs = self._mix_heads(probs, self.head_weights_proj)
         return ops.einsum("bhij,bhjd->bhid", dropped, value), probs  # [B, H, L, D]
 
-    def _blocked_attention(self, scaled_query, scaled_key, key, value, pos_key, pos_query, attention_mask, block):
+    def _blocked_attention(self, scaled_query, key, value, table, attention_mask, block):
         """`block` query rows at a time (layers.blocked_attention) -> context [B, H, L, D]."""
+        pos_key, pos_query = self._position_tables(table)
+        scaled_key = None if pos_query is None else key / ops.cast(self.scale, key.dtype)
         mixing = lambda proj: None if proj is None else proj(ops.eye(self.num_heads, dtype=value.dtype))
         return blocked_disentangled_attention(
             scaled_query, key, value, block=block, scaled_key=scaled_key, pos_key=pos_key, pos_query=pos_query,

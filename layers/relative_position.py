@@ -51,6 +51,18 @@ def relative_position_rows(span, position_buckets, max_relative_positions):
     return rows, max_distance
 
 
+def static_diagonal_row_indices(rows, max_distance, num_rows, num_cols, flip=False):
+    """`diagonal_row_indices` for lengths known in Python, as a numpy int32 vector [num_rows + num_cols].
+
+    Known lengths let the caller see which table rows a call reads (a contiguous range: the row map
+    is monotonic in the distance) and project only those.
+    """
+    distance = (num_rows - 1) - np.arange(num_rows + num_cols)
+    if flip:
+        distance = -distance
+    return np.asarray(rows)[np.clip(distance + max_distance, 0, 2 * max_distance)].astype(np.int32)
+
+
 def diagonal_row_indices(rows, max_distance, num_rows, num_cols, flip=False):
     """Table rows for the diagonals of a [num_rows, num_cols] score matrix, plus one pad slot.
 

@@ -6,6 +6,7 @@ both cases."""
 import keras
 from keras import ops
 
+from presets.keras_compat import lean_torch_adam
 from presets.model_io import ModelOutput
 
 
@@ -39,6 +40,9 @@ class TrainingHooksMixin:
         # loss, and whether that loss is a dict by output name.
         self._user_loss = loss
         super().compile(optimizer, loss, *args, **kwargs)
+        # PyTorch: Keras' Adam / AdamW step without its five parameter-sized temporaries (the
+        # 128k-row embedding table made them most of a training step; see keras_compat).
+        lean_torch_adam(self.optimizer)
 
     # Keras drops `sample_weight` when `y` is None (its data adapters pack (x, None, w) as x alone),
     # so labels inside the input dict would silently train unweighted: they move to `y` first.
