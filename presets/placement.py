@@ -60,11 +60,9 @@ def _torch_bfloat16(value):
 
 
 def _to_backend(value):
-    """A host array as a backend tensor (bf16 included)."""
+    """A host array as a JAX or TensorFlow tensor (PyTorch assigns through `_torch_copy_into`)."""
     from keras import ops
 
-    if keras.backend.backend() == "torch" and str(value.dtype) == "bfloat16":
-        return _torch_bfloat16(value)
     if keras.backend.backend() == "jax":  # one host-to-device copy (jnp.asarray's path measured ~2x slower)
         import jax
 
