@@ -91,59 +91,102 @@ def blocked_disentangled_attention(scaled_query, key, value, *, block, scaled_ke
         else:  # [B, L, L] pairwise
             xs["mask"] = ops.cast(blocks_of(mask, 1), "bool")[:, :, None, :, :]  # [nq, B, 1, blk, L]
 
+    key_by_row = None
     if pos_query is not None:
         # p2c(i, j) = k_j . Qr[row(i - j)]: every key against every table row once (linear in L),
         # then each block gathers its [blk, L] cells from it.
         key_by_row = ops.einsum("bhjd,hrd->bhrj", scaled_key, pos_query)  # [B, H, R, L]
         keys = ops.arange(length, dtype="int32")
+    # The float tensors every block reads (None where the option is off).
+    shared = {"key": key, "value": value, "pos_key": pos_key, "key_by_row": key_by_row,
+              "mix_logits": mix_logits, "mix_probs": mix_probs}
 
-    def one_block(x):
+    def one_block(x, t):
         q, start = x["query"], x["start"]  # [B, H, blk, D], scalar
-        scores = ops.einsum("bhid,bhjd->bhij", q, key)  # [B, H, blk, L]
-        if pos_key is not None:
+        scores = ops.einsum("bhid,bhjd->bhij", q, t["key"])  # [B, H, blk, L]
+        if t["pos_key"] is not None:
             index = tile_row_indices(rows, max_distance, start, block, 0, length)  # [blk + L]
-            diagonals = ops.take(pos_key, index, axis=1)  # [H, blk + L, D]
+            diagonals = ops.take(t["pos_key"], index, axis=1)  # [H, blk + L, D]
             c2p = ops.einsum("bhrd,hnd->bhrn", q, diagonals)  # [B, H, blk, blk + L]
             scores = scores + skew_to_relative(c2p, block, length)
-        if pos_query is not None:
+        if t["key_by_row"] is not None:
             distance = ops.clip(ops.arange(block, dtype="int32")[:, None] + start - keys[None, :] + max_distance,
                                 0, 2 * max_distance)
             index = ops.take(ops.convert_to_tensor(rows, dtype="int32"), distance, axis=0)  # [blk, L]
-            scores = scores + _gather_rows(key_by_row, index)  # [B, H, blk, L]
-        if mix_logits is not None:
-            scores = ops.einsum("bhij,hg->bgij", scores, ops.cast(mix_logits, scores.dtype))
+            scores = scores + _gather_rows(t["key_by_row"], index)  # [B, H, blk, L]
+        if t["mix_logits"] is not None:
+            scores = ops.einsum("bhij,hg->bgij", scores, ops.cast(t["mix_logits"], scores.dtype))
         scores = ops.cast(scores, "float32")  # softmax in float32, as the full form
         if "mask" in x:
             mask = x["mask"] if key_mask is None else ops.logical_and(x["mask"], key_mask)
             scores = ops.where(mask, scores, ops.cast(MASKED_SCORE, "float32"))
         probs = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
-        if mix_probs is not None:
-            probs = ops.einsum("bhij,hg->bgij", probs, ops.cast(mix_probs, probs.dtype))
-        return ops.einsum("bhij,bhjd->bhid", probs, value)  # [B, H, blk, D]
+        if t["mix_probs"] is not None:
+            probs = ops.einsum("bhij,hg->bgij", probs, ops.cast(t["mix_probs"], probs.dtype))
+        return ops.einsum("bhij,bhjd->bhid", probs, t["value"])  # [B, H, blk, D]
 
     # Without recomputation a gradient pass (or torch's autograd graph, even for a plain call)
-    # keeps every block's scores: O(L^2) again. keras.remat keeps each block's inputs instead and
-    # recomputes its scores in the backward pass (jax.checkpoint / torch checkpoint). TensorFlow's
-    # recompute_grad gives no gradient to tensors a function closes over (key, value, the tables
-    # here), so TensorFlow keeps the residuals: its training memory stays quadratic.
-    body = one_block if keras.backend.backend() == "tensorflow" else keras.remat(one_block)
-    context = _map_blocks(body, xs, value.dtype)  # [nq, B, H, blk, D]
+    # keeps every block's scores: O(L^2) again. keras.remat (jax.checkpoint / torch checkpoint)
+    # keeps each block's inputs instead and recomputes its scores in the backward pass.
+    # TensorFlow's recompute_grad gives gradients only to its explicit arguments, and inside the
+    # map's loop under the run-time length `cond` its gradient loses the tensors it captured, so
+    # TensorFlow gets its own recomputing gradient (`_tf_blocked_map`).
+    if keras.backend.backend() == "tensorflow":
+        context = _tf_blocked_map(one_block, xs, shared, value.dtype)  # [nq, B, H, blk, D]
+    else:
+        context = ops.map(keras.remat(lambda x: one_block(x, shared)), xs)
     context = ops.reshape(ops.moveaxis(context, 0, 2), (batch, heads, padded, depth))
     return context[:, :, :length]
 
 
-def _map_blocks(fn, xs, dtype):
-    """ops.map(fn, xs), one block at a time on every backend.
+def _tf_blocked_map(one_block, xs, shared, dtype):
+    """TensorFlow: the map over blocks as one custom-gradient function of the blocks' queries and
+    the shared float tensors. Forward: the blocks one at a time, nothing kept but the inputs.
+    Backward: the blocks again, each recomputed under its own tape and differentiated at once, the
+    query gradient stacked per block and the shared tensors' gradients summed, so at most one
+    block's scores exist at a time in either pass (memory linear in L, as remat elsewhere).
+    parallel_iterations=1 in both loops: tf.map_fn would otherwise run up to 10 blocks at once
+    inside a graph, i.e. 10 blocks of scores alive together."""
+    import tensorflow as tf
 
-    TensorFlow fast path: inside a graph, tf.map_fn (what ops.map calls) runs up to 10 iterations
-    at once, i.e. 10 blocks of scores alive together; parallel_iterations=1 keeps one. The result
-    is the same as ops.map's (the blocked-equals-full tests run on TensorFlow through this path).
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    names = [name for name, tensor in shared.items() if tensor is not None]
+    others = {k: v for k, v in xs.items() if k != "query"}  # start (int), mask (bool): no gradient
 
-        return tf.map_fn(fn, xs, fn_output_signature=tf.as_dtype(dtype), parallel_iterations=1)
-    return ops.map(fn, xs)
+    def tensors_of(values):
+        t = dict.fromkeys(shared)
+        t.update(zip(names, values))
+        return t
+
+    @tf.custom_gradient
+    def blocked(queries, *values):
+        t = tensors_of(values)
+        out = tf.map_fn(lambda x: one_block(x, t), dict(others, query=queries), fn_output_signature=dtype,
+                        parallel_iterations=1)
+
+        def grad(d_out):
+            def step(i, d_queries, d_values):
+                x = {k: v[i] for k, v in others.items()}
+                x["query"] = queries[i]
+                with tf.GradientTape() as tape:
+                    tape.watch([x["query"], *values])
+                    block_out = one_block(x, tensors_of(values))
+                d_q, *d_v = tape.gradient(block_out, [x["query"], *values], output_gradients=d_out[i])
+                d_v = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for v, g in zip(values, d_v)]
+                return i + 1, d_queries.write(i, d_q), [a + g for a, g in zip(d_values, d_v)]
+
+            count = tf.shape(queries)[0]
+            _, d_queries, d_values = tf.while_loop(
+                lambda i, *_: i < count, step,
+                (tf.constant(0), tf.TensorArray(queries.dtype, size=count), [tf.zeros_like(v) for v in values]),
+                parallel_iterations=1)
+            return (d_queries.stack(), *d_values)
+
+        return out, grad
+
+    # tf.identity: inside the run-time length `cond`, a custom gradient whose arguments are the
+    # branch's captured inputs fails when differentiated ("must feed a value for placeholder" on
+    # the zeros TensorFlow builds for the argument pass-throughs); branch-local copies work.
+    return blocked(xs["query"], *(tf.identity(shared[name]) for name in names))
 
 
 def _gather_rows(table, index):
