@@ -43,6 +43,15 @@ def attention_bias(key_valid, query_length, cache_index=0):
     return ops.where(allowed, 0.0, MASK_VALUE)[:, None, :, :]
 
 
+def _eager_torch():
+    """True on PyTorch outside torch.compile: shapes may then follow runtime values."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
+
+
 def write_cache(cache, entries, index, in_place=False):
     """cache [B, T, w] with entries [B, S, w] written at slot `index`.
 
@@ -50,13 +59,10 @@ def write_cache(cache, entries, index, in_place=False):
     whose slice_update copies the whole tensor, the slots are overwritten in place, so a decoding
     step costs O(S) here instead of O(T). JAX (dynamic_update_slice in a compiled loop) and
     TensorFlow take the functional update."""
-    if in_place and keras.backend.backend() == "torch":
-        import torch
-
-        if not torch.compiler.is_compiling():
-            start = int(index)
-            cache[:, start:start + entries.shape[1]] = entries
-            return cache
+    if in_place and _eager_torch():
+        start = int(index)
+        cache[:, start:start + entries.shape[1]] = entries
+        return cache
     return ops.slice_update(cache, (0, index, 0), entries)
 
 
@@ -210,6 +216,11 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             # entries (causality), so they attend over those S keys, not the whole cache.
             if not (isinstance(cache_index, int) and cache_index == 0):
                 keys = ops.cast(cache, self.compute_dtype)  # [B, T, r + dr]
+        if absorb and keys is not entries and not return_attention_scores and _eager_torch():
+            # Eager PyTorch knows the filled length now: attend over the written slots only (views,
+            # no copy), so a step costs what the tokens written cost, in one pass.
+            filled = int(cache_index) + S
+            keys, bias = keys[:, :filled], bias[..., :filled]
         T = keys.shape[1]
         if (absorb and keys is not entries and not training and not return_attention_scores
                 and isinstance(T, int) and T >= 2 * self.decode_chunk and T % self.decode_chunk == 0):
