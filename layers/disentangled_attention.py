@@ -188,10 +188,21 @@ class DisentangledSelfAttention(keras.layers.Layer):
         rows = ops.take(proj(table), index, axis=0)  # [Lr + Lc, H * D]
         return ops.reshape(rows, (-1, self.num_heads, self.head_size))
 
-    def _relative_scores(self, states, diagonals, num_rows, num_cols):
-        """out[b, h, r, c] = states[b, h, r] . diagonals[n(r, c), h] -> [B, H, Lr, Lc]."""
-        scores = ops.einsum("bhrd,nhd->bhrn", states, diagonals)  # [B, H, Lr, Lr + Lc]
-        return skew_to_relative(scores, num_rows, num_cols)
+    def _relative_scores(self, states, diagonals, num_rows, num_cols, transpose=False):
+        """out[b, h, r, c] = states[b, h, r] . diagonals[n(r, c), h] -> [B, H, Lr, Lc]
+        ([B, H, Lc, Lr] with `transpose`).
+
+        The product runs head-major, one [B * Lr, D] x [D, Lr + Lc] matmul per head: the diagonals
+        are shared by the whole batch, and per-(batch, head) products of [Lr, D] x [D, Lr + Lc] ran
+        at half the rate on XLA's CPU matmul (JAX, 8 x 128, deberta-v3-base heads: 6.6 -> 4.5 ms
+        per layer and term, transposes included). The skew works on any leading axes; one
+        transpose then puts batch before heads (and swaps rows and columns for p2c)."""
+        batch, heads, depth = ops.shape(states)[0], self.num_heads, self.head_size
+        per_head = ops.reshape(ops.transpose(states, (1, 0, 2, 3)), (heads, -1, depth))  # [H, B * Lr, D]
+        scores = ops.matmul(per_head, ops.transpose(diagonals, (1, 2, 0)))  # [H, B * Lr, Lr + Lc]
+        scores = ops.reshape(scores, (heads, batch, num_rows, num_rows + num_cols))
+        scores = skew_to_relative(scores, num_rows, num_cols)  # [H, B, Lr, Lc]
+        return ops.transpose(scores, (1, 0, 3, 2) if transpose else (1, 0, 2, 3))
 
     def _query_key_value(self, hidden_states):
         """-> query, key, value, each [B, H, L, D]."""
@@ -287,8 +298,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
             # value to float rounding, still before the product (fp16 range), a smaller tensor.
             pos_query = self._diagonals(table, query_side, length, length, flip=True)
             pos_query = pos_query / ops.cast(self.scale, pos_query.dtype)
-            p2c = self._relative_scores(key, pos_query, length, length)
-            scores = scores + ops.transpose(p2c, (0, 1, 3, 2))
+            scores = scores + self._relative_scores(key, pos_query, length, length, transpose=True)
 
         if self.head_logits_proj is not None:
             scores = self._mix_heads(scores, self.head_logits_proj)
