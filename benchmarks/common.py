@@ -37,6 +37,20 @@ def run_backend_workers(script, backends, extra_args):
     return measured
 
 
+def bracketed_reference(run_reference, run_ours):
+    """Times the reference before and after ours and keeps its faster run per shape.
+
+    The reference runs in this process and ours in subprocesses afterwards, so a change of load in
+    between would land in the ratio; bracketing makes "vs transformers" conservative for us (the
+    reference gets its better window). Returns (reference, measured); prints both reference runs."""
+    before = run_reference()
+    measured = run_ours()
+    after = run_reference()
+    print("reference before / after ours: " + ", ".join(
+        f"{k} {before[k]:.0f} / {after[k]:.0f}" for k in before if k != "ceiling"))
+    return {k: max(before[k], after[k]) for k in before}, measured
+
+
 def print_ratio_table(title, reference_label, reference, measured, label_of, flops_per_token=None):
     """reference: {shape: tokens/s}; measured: {backend: {"impl|shape": tokens/s}}.
 

@@ -4,7 +4,8 @@ transformers (PyTorch) and KerasHub's DebertaV3Backbone, in the same run, as rat
     python benchmarks/encoder.py [--backends tensorflow jax torch] [--repeats 5] [--quick]
 
 Random weights (the architecture of microsoft/deberta-v3-base). Each Keras backend runs in its
-own subprocess (the backend is fixed at import); transformers runs in the parent. Figures are
+own subprocess (the backend is fixed at import); transformers runs in the parent, before and
+after them, and its faster run is the reference (`common.bracketed_reference`). Figures are
 tokens per second over `repeats` timed calls after warm-up (compilation excluded), median.
 "of ceiling" is the share of this machine's fp32 matmul rate (the best backend's, measured in the
 same run) that the encoder's matmul FLOPs (`common.deberta_forward_flops`) reach.
@@ -17,7 +18,7 @@ import sys
 
 import numpy as np
 
-from common import deberta_forward_flops, matmul_ceiling, median_seconds, print_ratio_table, run_backend_workers
+from common import bracketed_reference, deberta_forward_flops, matmul_ceiling, median_seconds, print_ratio_table, run_backend_workers
 
 SHAPES = [(8, 128), (2, 512)]  # (batch, length)
 
@@ -137,12 +138,12 @@ def main():
     if args.worker:
         return run_worker(args.worker, args.repeats, args.quick)
 
-    hf = run_transformers(args.repeats, args.quick)
     extra = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
-    measured = run_backend_workers(__file__, args.backends, extra)
+    hf, measured = bracketed_reference(lambda: run_transformers(args.repeats, args.quick),
+                                       lambda: run_backend_workers(__file__, args.backends, extra))
     print_ratio_table(
         f"DeBERTa-v3-base-sized encoder forward, tokens/s (median of {args.repeats}); "
-        f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run",
+        f"ratio = tokens/s over transformers {transformers_version()} PyTorch in the same run (its faster of two)",
         "transformers (torch)", hf, measured,
         lambda impl, backend: f"{'ours' if impl == 'ours' else 'KerasHub'} ({backend})",
         flops_per_token={f"{b}x{l}": deberta_forward_flops(_config(args.quick), b, l) / (b * l) for b, l in SHAPES},
