@@ -81,16 +81,46 @@ def chunked_expert_mlp(xs, counts, expert_weights, act, chunk):
     chunk_end = ops.cumsum(chunks)  # [E]
     xs = ops.concatenate([xs, ops.zeros((chunk, d), xs.dtype)], axis=0)  # the last chunk may run past A
 
-    def body(c, ys):
+    def chunk_output(c):
+        """(first sorted row of chunk c, its expert's MLP on rows first .. first + chunk - 1)."""
         e = ops.minimum(ops.sum(ops.cast(chunk_end <= c, "int32")), counts.shape[0] - 1)  # expert of chunk c
         first = ops.take(starts, e) + (c - (ops.take(chunk_end, e) - ops.take(chunks, e))) * chunk
         rows = ops.slice(xs, (first, 0), (chunk, d))  # [chunk, d]
         h = act(ops.matmul(rows, expert_weights("gate_kernel", e))) * ops.matmul(rows, expert_weights("up_kernel", e))
-        return ops.slice_update(ys, (first, 0), ops.matmul(h, expert_weights("down_kernel", e)))
+        return first, ops.matmul(h, expert_weights("down_kernel", e))
 
     total = ops.take(chunk_end, counts.shape[0] - 1)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_chunk_loop(chunk_output, total, A, d, chunk, counts, starts, chunks, chunk_end, xs.dtype)
+
+    def body(c, ys):
+        first, out = chunk_output(c)
+        return ops.slice_update(ys, (first, 0), out)
+
     ys = ops.fori_loop(0, total, body, ops.zeros((A + chunk, d), xs.dtype))
     return ys[:A]
+
+
+def _tf_chunk_loop(chunk_output, total, A, d, chunk, counts, starts, chunks, chunk_end, dtype):
+    """TensorFlow: the chunk loop writing each chunk's output to a TensorArray, then every row read
+    from its own expert's chunk. TensorFlow runs inference as a graph without XLA, where
+    `slice_update` of the [A, d] result copies all of it at every chunk (a 512-token MoE layer of
+    benchmarks/deepseek.py: ~100 chunks of a 12 MB buffer)."""
+    import tensorflow as tf
+
+    def body(c, outs):
+        return c + 1, outs.write(c, chunk_output(c)[1])
+
+    _, outs = tf.while_loop(lambda c, _: c < total, body,
+                            (tf.constant(0), tf.TensorArray(dtype, size=total, element_shape=(chunk, d))))
+    stacked = tf.reshape(outs.stack(), (-1, d))  # [total * chunk, d], chunk by chunk
+    row = tf.range(A, dtype="int32")
+    expert = tf.minimum(tf.reduce_sum(tf.cast(tf.cumsum(counts)[None, :] <= row[:, None], "int32"), axis=1),
+                        counts.shape[0] - 1)  # expert of each sorted row [A]
+    # Row r of expert e is row (r - starts[e]) of that expert's chunks, which begin at chunk
+    # chunk_end[e] - chunks[e].
+    source = (tf.gather(chunk_end, expert) - tf.gather(chunks, expert)) * chunk + row - tf.gather(starts, expert)
+    return tf.gather(stacked, source)
 
 
 def ragged_expert_mlp(xs, counts, gate, up, down, act):
