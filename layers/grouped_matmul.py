@@ -115,7 +115,7 @@ def _tf_chunk_loop(chunk_output, total, A, d, chunk, counts, starts, chunks, chu
                             (tf.constant(0), tf.TensorArray(dtype, size=total, element_shape=(chunk, d))))
     stacked = tf.reshape(outs.stack(), (-1, d))  # [total * chunk, d], chunk by chunk
     row = tf.range(A, dtype="int32")
-    expert = tf.minimum(tf.reduce_sum(tf.cast(tf.cumsum(counts)[None, :] <= row[:, None], "int32"), axis=1),
+    expert = tf.minimum(tf.reduce_sum(tf.cast((starts + counts)[None, :] <= row[:, None], "int32"), axis=1),
                         counts.shape[0] - 1)  # expert of each sorted row [A]
     # Row r of expert e is row (r - starts[e]) of that expert's chunks, which begin at chunk
     # chunk_end[e] - chunks[e].

@@ -9,10 +9,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
-# The suite runs hundreds of tiny models, each compiled once: on JAX and TensorFlow (XLA) most of
-# its time is LLVM optimising code that then runs a few times. Level 0 keeps XLA's graph
-# optimisations and numerics (the parity tests hold the same tolerances) and skips LLVM's
-# optimisation passes: the JAX suite went from 794 s to 614 s on the project machine. Set before
+# The suite runs hundreds of tiny models, each compiled once: on JAX most of its time is LLVM
+# optimising XLA code that then runs a few times. Level 0 keeps XLA's graph optimisations and
+# numerics (the parity tests hold the same tolerances) and skips LLVM's optimisation passes: the
+# JAX suite went from 794 s to 614 s on the project machine (TensorFlow's suite did not change). Set before
 # any backend starts; subprocesses the tests launch inherit it. Benchmarks do not set it.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
