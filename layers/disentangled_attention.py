@@ -15,6 +15,9 @@ from layers.relative_position import (
 # `layers.blocked_attention` in blocks of AUTO_BLOCK_SIZE query rows; shorter ones keep the full form.
 AUTO_BLOCK_MIN_LENGTH = 1024
 AUTO_BLOCK_SIZE = 256
+# Eager torch runs the full form in batch slices whose position products stay under this size
+# (`DisentangledSelfAttention._eager_batch_slices`).
+EAGER_SLICE_BYTES = 32 * 2**20
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -241,7 +244,11 @@ class DisentangledSelfAttention(keras.layers.Layer):
                                                                 block)
         dropout_active = bool(training) and self.attention_dropout > 0
         plan = None if (return_attention_scores or dropout_active) else self._blocking_plan(hidden_states.shape[1])
-        if plan is None:
+        slices = None if plan is not None else self._eager_batch_slices(hidden_states.shape[0], hidden_states.shape[1])
+        if slices is not None:
+            context, probs = self._full_attention_in_slices(
+                slices, scaled_query, key, value, table, attention_mask, length, training, return_attention_scores)
+        elif plan is None:
             context, probs = full()
         elif plan[1] is None:  # the length is known: blocks of plan[0]
             context, probs = blocked(plan[0])(), None
@@ -253,6 +260,37 @@ class DisentangledSelfAttention(keras.layers.Layer):
         batch = ops.shape(context)[0]
         context = ops.reshape(context, (batch, length, self.num_heads * self.head_size))
         return context, (probs if return_attention_scores else None)
+
+    def _eager_batch_slices(self, batch, length):
+        """[(start, stop)] slices of the batch for eager torch, or None for one full-form pass.
+
+        Eager torch allocates each intermediate on its own, and glibc gives blocks over 32 MiB
+        (its largest mmap threshold) fresh pages that fault on first touch, at every call. The
+        c2p / p2c products are [H, B * L, 2L]: 50 MB at 2 x 512 on deberta-v3-base, where one
+        product took 38 ms against 15 ms for its two halves. Slices of the batch keep each
+        product under that size; a sequence is never split, so the result is the same.
+        """
+        if keras.backend.backend() != "torch" or not (isinstance(batch, int) and isinstance(length, int)):
+            return None
+        per_row = self.num_heads * length * 2 * length * 4  # the float32 product of one sequence
+        rows = max(1, EAGER_SLICE_BYTES // per_row)
+        if rows >= batch:
+            return None
+        return [(start, min(start + rows, batch)) for start in range(0, batch, rows)]
+
+    def _full_attention_in_slices(self, slices, scaled_query, key, value, table, attention_mask, length, training,
+                                  with_probs):
+        """`_full_attention` over batch slices (`_eager_batch_slices`), the diagonals projected once."""
+        pos_key, pos_query = self._full_diagonals(table, length)
+        batch = scaled_query.shape[0]
+        per_row_mask = attention_mask is not None and attention_mask.shape[0] == batch
+        parts = []
+        for start, stop in slices:
+            mask = attention_mask[start:stop] if per_row_mask else attention_mask
+            parts.append(self._full_products(scaled_query[start:stop], key[start:stop], value[start:stop],
+                                             pos_key, pos_query, mask, length, training))
+        context = ops.concatenate([context for context, _ in parts], axis=0)
+        return context, (ops.concatenate([probs for _, probs in parts], axis=0) if with_probs else None)
 
     def _blocking_plan(self, static_length):
         """None (full form), (block, None) (blocked form) or (block, threshold) (decide at run time)."""
@@ -287,17 +325,30 @@ class DisentangledSelfAttention(keras.layers.Layer):
 
     def _full_attention(self, scaled_query, key, value, table, attention_mask, length, training):
         """The whole [B, H, L, L] map at once -> (context [B, H, L, D], probabilities [B, H, L, L])."""
-        scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
+        pos_key, pos_query = self._full_diagonals(table, length)
+        return self._full_products(scaled_query, key, value, pos_key, pos_query, attention_mask, length, training)
+
+    def _full_diagonals(self, table, length):
+        """-> (Kr, Qr) per diagonal, each [2L, H, D] or None; Qr already divided by the scale."""
+        if table is None:
+            return None, None
         key_side, query_side = self._position_projections()
-        if table is not None and "c2p" in self.pos_att_type:
-            pos_key = self._diagonals(table, key_side, length, length, flip=False)  # [2L, H, D]
-            scores = scores + self._relative_scores(scaled_query, pos_key, length, length)
-        if table is not None and "p2c" in self.pos_att_type:
+        pos_key = pos_query = None
+        if "c2p" in self.pos_att_type:
+            pos_key = self._diagonals(table, key_side, length, length, flip=False)
+        if "p2c" in self.pos_att_type:
             # Rows are keys: p2c^T[j, i] = k_j . Qr[row(i - j)], distance seen from the key flipped.
             # The scale divides the [2L, H, D] diagonals rather than the [B, H, L, D] keys: the same
             # value to float rounding, still before the product (fp16 range), a smaller tensor.
             pos_query = self._diagonals(table, query_side, length, length, flip=True)
             pos_query = pos_query / ops.cast(self.scale, pos_query.dtype)
+        return pos_key, pos_query
+
+    def _full_products(self, scaled_query, key, value, pos_key, pos_query, attention_mask, length, training):
+        scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
+        if pos_key is not None:
+            scores = scores + self._relative_scores(scaled_query, pos_key, length, length)
+        if pos_query is not None:
             scores = scores + self._relative_scores(key, pos_query, length, length, transpose=True)
 
         if self.head_logits_proj is not None:
