@@ -272,6 +272,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
         """
         if keras.backend.backend() != "torch" or not (isinstance(batch, int) and isinstance(length, int)):
             return None
+        import torch
+
+        if torch.compiler.is_compiling():  # torch.compile plans its own buffers
+            return None
         per_row = self.num_heads * length * 2 * length * 4  # the float32 product of one sequence
         rows = max(1, EAGER_SLICE_BYTES // per_row)
         if rows >= batch:
