@@ -349,6 +349,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
         return pos_key, pos_query
 
     def _full_products(self, scaled_query, key, value, pos_key, pos_query, attention_mask, length, training):
+        """`_full_attention` given the diagonals -> (context [B, H, L, D], probabilities [B, H, L, L])."""
         scores = ops.einsum("bhid,bhjd->bhij", scaled_query, key)  # [B, H, L, L]
         if pos_key is not None:
             scores = scores + self._relative_scores(scaled_query, pos_key, length, length)
