@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from layers.blocked_attention import blocked_disentangled_attention
+from layers.eager_torch import eager_torch, rows_within_budget
 from layers.relative_position import (
     diagonal_row_indices, relative_position_rows, skew_to_relative, static_diagonal_row_indices)
 
@@ -15,9 +16,6 @@ from layers.relative_position import (
 # `layers.blocked_attention` in blocks of AUTO_BLOCK_SIZE query rows; shorter ones keep the full form.
 AUTO_BLOCK_MIN_LENGTH = 1024
 AUTO_BLOCK_SIZE = 256
-# Eager torch runs the full form in batch slices whose position products stay under this size
-# (`DisentangledSelfAttention._eager_batch_slices`).
-EAGER_SLICE_BYTES = 32 * 2**20
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -264,20 +262,14 @@ class DisentangledSelfAttention(keras.layers.Layer):
     def _eager_batch_slices(self, batch, length):
         """[(start, stop)] slices of the batch for eager torch, or None for one full-form pass.
 
-        Eager torch allocates each intermediate on its own, and glibc gives blocks over 32 MiB
-        (its largest mmap threshold) fresh pages that fault on first touch, at every call. The
-        c2p / p2c products are [H, B * L, 2L]: 50 MB at 2 x 512 on deberta-v3-base, where one
-        product took 38 ms against 15 ms for its two halves. Slices of the batch keep each
-        product under that size; a sequence is never split, so the result is the same.
+        The c2p / p2c products are [H, B * L, 2L]: 50 MB at 2 x 512 on deberta-v3-base, above the
+        size where eager torch pays page faults at every call (`layers.eager_torch`). Slices of
+        the batch keep each product within EAGER_TENSOR_BYTES; a sequence is never split, so the
+        result is the same.
         """
-        if keras.backend.backend() != "torch" or not (isinstance(batch, int) and isinstance(length, int)):
+        if not (eager_torch() and isinstance(batch, int) and isinstance(length, int)):
             return None
-        import torch
-
-        if torch.compiler.is_compiling():  # torch.compile plans its own buffers
-            return None
-        per_row = self.num_heads * length * 2 * length * 4  # the float32 product of one sequence
-        rows = max(1, EAGER_SLICE_BYTES // per_row)
+        rows = rows_within_budget(self.num_heads * length * 2 * length * 4)  # float32 product of a sequence
         if rows >= batch:
             return None
         return [(start, min(start + rows, batch)) for start in range(0, batch, rows)]

@@ -16,6 +16,7 @@ keras.ops only.
 import keras
 from keras import ops
 
+from layers.eager_torch import eager_torch, rows_within_budget
 from layers.rms_norm import RMSNorm
 from layers.rotary import apply_interleaved_rope
 
@@ -43,15 +44,6 @@ def attention_bias(key_valid, query_length, cache_index=0):
     return ops.where(allowed, 0.0, MASK_VALUE)[:, None, :, :]
 
 
-def _eager_torch():
-    """True on PyTorch outside torch.compile: shapes may then follow runtime values."""
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return not torch.compiler.is_compiling()
-
-
 def write_cache(cache, entries, index, in_place=False):
     """cache [B, T, w] with entries [B, S, w] written at slot `index`.
 
@@ -59,7 +51,7 @@ def write_cache(cache, entries, index, in_place=False):
     whose slice_update copies the whole tensor, the slots are overwritten in place, so a decoding
     step costs O(S) here instead of O(T). JAX (dynamic_update_slice in a compiled loop) and
     TensorFlow take the functional update."""
-    if in_place and _eager_torch():
+    if in_place and eager_torch():
         start = int(index)
         cache[:, start:start + entries.shape[1]] = entries
         return cache
@@ -216,7 +208,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             # entries (causality), so they attend over those S keys, not the whole cache.
             if not (isinstance(cache_index, int) and cache_index == 0):
                 keys = ops.cast(cache, self.compute_dtype)  # [B, T, r + dr]
-        if absorb and keys is not entries and not return_attention_scores and _eager_torch():
+        if absorb and keys is not entries and not return_attention_scores and eager_torch():
             # Eager PyTorch knows the filled length now: attend over the written slots only (views,
             # no copy), so a step costs what the tokens written cost, in one pass.
             filled = int(cache_index) + S
@@ -315,6 +307,10 @@ class MultiHeadLatentAttention(keras.layers.Layer):
 
         S = query.shape[1]
         block = self.query_block
+        if eager_torch() and isinstance(B, int) and isinstance(T, int):
+            # [B, H, block, T] float32 scores within `layers.eager_torch`'s budget (blocks of 64
+            # instead of 256 on a 4096-token prompt of benchmarks/deepseek.py's realistic config).
+            block = min(block, rows_within_budget(B * H * T * 4))
         if return_attention_scores or not isinstance(S, int) or S <= 2 * block:
             return attend(query, bias, return_attention_scores)
         # Long prompt: query blocks ([B, H, block, T] scores live at a time; exact, see query_block).

@@ -3,6 +3,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -47,6 +48,26 @@ def test_long_prompt_query_blocks_match_transformers(checkpoint, monkeypatch):
     monkeypatch.setattr(MultiHeadLatentAttention, "query_block", 5)
     out = model(ids, attention_mask=mask)
     assert_close(to_numpy(out.logits), hf_forward(hf_model, ids, mask).logits.numpy(), what=f"{name} blocked")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the eager-torch block budget applies on torch only")
+def test_eager_torch_query_blocks_follow_the_tensor_budget(checkpoint, monkeypatch):
+    """On eager torch the query block shrinks until [B, H, block, T] scores fit the eager budget
+    (`layers.eager_torch`); a budget of 3 query rows gives blocks of 3 over 12 tokens, same logits."""
+    import layers.eager_torch as eager_torch_module
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, directory, model = checkpoint
+    ids, mask = batch(np.random.RandomState(0), hf_model.config.vocab_size)
+    B, T = ids.shape
+    monkeypatch.setattr(eager_torch_module, "EAGER_TENSOR_BYTES", 3 * B * hf_model.config.num_attention_heads * T * 4)
+    softmax_calls = []
+    original = MultiHeadLatentAttention._softmax
+    monkeypatch.setattr(MultiHeadLatentAttention, "_softmax",
+                        lambda self, *a, **k: softmax_calls.append(1) or original(self, *a, **k))
+    out = model(ids, attention_mask=mask)
+    assert len(softmax_calls) == hf_model.config.num_hidden_layers * -(-T // 3)
+    assert_close(to_numpy(out.logits), hf_forward(hf_model, ids, mask).logits.numpy(), what=f"{name} eager blocks")
 
 
 def test_base_model_last_hidden_state(checkpoint):

@@ -1,9 +1,10 @@
 """Eager torch runs full-form disentangled attention in batch slices; the result is unchanged.
 
 `DisentangledSelfAttention._eager_batch_slices` splits the batch so that no c2p / p2c product
-passes `EAGER_SLICE_BYTES`. These tests shrink that budget so a 3-row batch splits unevenly (2 + 1
-rows) and compare against transformers (outputs and attention maps, with padding) and against the
-unsliced layer (outputs and gradients).
+passes `layers.eager_torch.EAGER_TENSOR_BYTES`. These tests shrink that budget so a 3-row batch
+splits unevenly (2 + 1 rows) and compare against transformers (outputs and attention maps, with
+padding) and against the unsliced layer (outputs and gradients). MLA's query blocks follow the
+same budget (tests/test_deepseek_parity.py).
 """
 
 import keras
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_deberta as kd
-import layers.disentangled_attention as attention_module
+import layers.eager_torch as eager_torch_module
 from harness import to_numpy
 from hf_reference import V2_VARIANTS, assert_close, build_hf_model, hf_config, hf_forward
 from layers import DisentangledSelfAttention
@@ -23,7 +24,7 @@ LENGTH = 40  # past the relative span of v3_like (8 buckets): log buckets and cl
 
 
 def _budget_for_rows(heads, rows):
-    """EAGER_SLICE_BYTES that lets `rows` sequences of LENGTH into one slice."""
+    """EAGER_TENSOR_BYTES that lets `rows` sequences of LENGTH into one slice."""
     return rows * heads * LENGTH * 2 * LENGTH * 4
 
 
@@ -49,7 +50,7 @@ def test_sliced_encoder_matches_transformers(monkeypatch, tmp_path):
     mask[2, :4] = 0  # left padding in the second
     ref = hf_forward(hf_model, ids, mask, output_attentions=True)
 
-    monkeypatch.setattr(attention_module, "EAGER_SLICE_BYTES", _budget_for_rows(hf_model.config.num_attention_heads, 2))
+    monkeypatch.setattr(eager_torch_module, "EAGER_TENSOR_BYTES", _budget_for_rows(hf_model.config.num_attention_heads, 2))
     calls = _count_sliced_calls(monkeypatch)
     model = kd.TFDebertaV2Model.from_pretrained(str(tmp_path))
     out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
@@ -88,7 +89,7 @@ def test_sliced_layer_equals_one_pass_forward_and_gradients(monkeypatch):
         return context, [v.value.grad.clone() for v in layer.trainable_variables] + [a.grad for a in inputs]
 
     want_context, want_grads = run()
-    monkeypatch.setattr(attention_module, "EAGER_SLICE_BYTES", _budget_for_rows(heads, 2))
+    monkeypatch.setattr(eager_torch_module, "EAGER_TENSOR_BYTES", _budget_for_rows(heads, 2))
     calls = _count_sliced_calls(monkeypatch)
     got_context, got_grads = run()
 
@@ -105,4 +106,4 @@ def test_products_over_the_budget_are_sliced_and_short_batches_are_not():
     assert layer._eager_batch_slices(8, 512) == [(i, i + 1) for i in range(8)]
     assert layer._eager_batch_slices(8, 128) is None  # 8 x 128 makes 12 MiB in all: one pass
     assert layer._eager_batch_slices(1, 512) is None
-    assert layer._eager_batch_slices(3, 384) == [(0, 2), (2, 3)]  # 13.5 MiB a sequence: two fit
+    assert layer._eager_batch_slices(3, 256) == [(0, 2), (2, 3)]  # 6 MiB a sequence: two fit
