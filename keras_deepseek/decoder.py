@@ -71,11 +71,11 @@ class DeepseekV2DecoderLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
-             return_attention_scores=False, cache_in_place=False):
+             return_attention_scores=False, cache_in_place=False, absorbed=None):
         attended, cache, probs = self.self_attn(
             self.input_layernorm(hidden), cos, sin, bias, cache=cache, cache_index=cache_index,
             absorb=absorb, training=training, return_attention_scores=return_attention_scores,
-            cache_in_place=cache_in_place)
+            cache_in_place=cache_in_place, absorbed=absorbed)
         hidden = hidden + attended
         normed = self.post_attention_layernorm(hidden)
         if isinstance(self.mlp, MoEBlock):
@@ -128,7 +128,7 @@ class DeepseekV2MainLayer(keras.layers.Layer):
 
     def call(self, input_ids=None, attention_mask=None, position_ids=None, caches=None, cache_index=0,
              key_valid=None, absorb=False, training=False, output_hidden_states=False,
-             output_attentions=False, inputs_embeds=None, cache_in_place=False):
+             output_attentions=False, inputs_embeds=None, cache_in_place=False, absorbed=None):
         # input_ids [B, S], or inputs_embeds [B, S, d] in their place.
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         token_shape = ops.shape(hidden)[:2]
@@ -156,7 +156,7 @@ class DeepseekV2MainLayer(keras.layers.Layer):
                 hidden, cache, probs = layer(
                     hidden, cos, sin, bias, cache=None if caches is None else caches[i], cache_index=cache_index,
                     absorb=absorb, training=training, return_attention_scores=output_attentions,
-                    cache_in_place=cache_in_place)
+                    cache_in_place=cache_in_place, absorbed=None if absorbed is None else absorbed[i])
             new_caches.append(cache)
             all_hidden.append(hidden)
             all_attentions.append(probs)

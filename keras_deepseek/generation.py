@@ -223,6 +223,8 @@ class GenerationMixin:
         new_tokens = ops.zeros((B, T), dtype="int32") + pad
         finished = ops.zeros((B,), "bool")
         eos = ops.cast(s["eos"], "int32")  # [MAX_EOS_IDS], -1 where unused: never a token
+        # Loop-invariant per-layer weights, computed here once rather than at every step.
+        absorbed = [layer.self_attn.absorbed_kernels() for layer in self.model.decoder_layers]
 
         def cond(i, logits, caches, key_valid, new_tokens, finished, next_pos):
             return ops.logical_and(i < num_new, ops.logical_not(ops.all(finished)))
@@ -235,7 +237,8 @@ class GenerationMixin:
             finished = ops.logical_or(finished, ops.any(token[:, None] == eos[None, :], axis=-1))
             key_valid = ops.slice_update(key_valid, (0, slot), ops.ones((B, 1), "int32"))
             out = self.model(token[:, None], position_ids=next_pos[:, None], caches=list(caches),
-                             cache_index=slot, key_valid=key_valid, absorb=True, cache_in_place=True)
+                             cache_index=slot, key_valid=key_valid, absorb=True, cache_in_place=True,
+                             absorbed=absorbed)
             logits = self.logits_from_hidden(out["last_hidden_state"])[:, 0]
             return (i + 1, ops.cast(logits, "float32"), tuple(out["caches"]), key_valid, new_tokens, finished,
                     next_pos + 1)

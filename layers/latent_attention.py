@@ -75,6 +75,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         cache: None or [B, T, r + dr]; the new entries are written at `cache_index`, and attention
         runs over the whole (updated) cache; without a cache T = S.
         absorb: use the absorbed form (decoding) instead of the expanded one.
+        absorbed: None, or `absorbed_kernels()` computed once by the caller (a decode loop).
         cache_in_place: the caller gives up `cache` (see `write_cache`).
     Returns:
         (output [B, S, d], cache or the new entries [B, S, r + dr], probs [B, H, S, T] or None).
@@ -164,6 +165,15 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             w = ops.cast(dense.kernel, self.compute_dtype)
         return ops.reshape(w, (self.kv_lora_rank, self.num_heads, self.qk_nope_head_dim + self.v_head_dim))
 
+    def absorbed_kernels(self):
+        """(W_UK [H, r, dn], W_UV [H, dv, r]): kv_b_proj's halves in the head-major layouts the
+        absorbed products read. A decode loop computes them once, before the loop: XLA does not
+        hoist these transposes out of a while loop, and inside one they took 37% of a batch-1
+        JAX decode step (two 4 MB transposes per layer and token at hidden 1024, 16 heads)."""
+        w = self._kv_b_kernel()  # [r, H, dn + dv]
+        dn = self.qk_nope_head_dim
+        return ops.transpose(w[..., :dn], (1, 0, 2)), ops.transpose(w[..., dn:], (1, 2, 0))
+
     @staticmethod
     def _sees_a_key(bias):
         """[B, 1, S, 1] float32: 1 where the query sees at least one key, 0 for a query that sees
@@ -191,7 +201,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
     decode_chunk = 512
 
     def call(self, hidden, cos, sin, bias, cache=None, cache_index=0, absorb=False, training=False,
-             return_attention_scores=False, cache_in_place=False):
+             return_attention_scores=False, cache_in_place=False, absorbed=None):
         B, S = ops.shape(hidden)[0], ops.shape(hidden)[1]
         # RoPE is computed in float32; Keras has cast the tables to the compute dtype on the way in.
         cos, sin = ops.cast(cos, "float32"), ops.cast(sin, "float32")
@@ -216,15 +226,15 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         T = keys.shape[1]
         if (absorb and keys is not entries and not training and not return_attention_scores
                 and isinstance(T, int) and T >= 2 * self.decode_chunk and T % self.decode_chunk == 0):
-            context, probs = self._absorbed_streaming(q_nope, q_pe, keys, bias, cache_index + S), None
+            context, probs = self._absorbed_streaming(q_nope, q_pe, keys, bias, cache_index + S, absorbed), None
         elif absorb:
-            context, probs = self._absorbed(q_nope, q_pe, keys, bias, training)
+            context, probs = self._absorbed(q_nope, q_pe, keys, bias, training, absorbed)
         else:
             context, probs = self._expanded(q_nope, q_pe, keys, bias, training, return_attention_scores)
         out = self.o_proj(ops.reshape(context, (B, S, self.num_heads * self.v_head_dim)))
         return out, (cache if cache is not None else entries), (probs if return_attention_scores else None)
 
-    def _absorbed(self, q_nope, q_pe, keys, bias, training):
+    def _absorbed(self, q_nope, q_pe, keys, bias, training, absorbed=None):
         """Attention over the latents themselves, as two batched matmuls against the whole
         [B, T, r + dr] cache (no per-head keys or values, no slice copies of the cache).
 
@@ -233,9 +243,8 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         rows, whose latent half then goes through W_UV."""
         B, S, H = ops.shape(q_nope)[0], ops.shape(q_nope)[1], self.num_heads
         r, T = self.kv_lora_rank, ops.shape(keys)[1]
-        w = self._kv_b_kernel()
-        w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
-        q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+        w_uk, w_uv = absorbed or self.absorbed_kernels()  # [H, r, dn], [H, dv, r]
+        q_lat = ops.einsum("bshd,hrd->bshr", q_nope, w_uk)  # [B, S, H, r]
         query = ops.reshape(ops.concatenate([q_lat, ops.cast(q_pe, q_lat.dtype)], axis=-1),
                             (B, S * H, self.cache_width))  # [B, S*H, r + dr]
         scores = ops.einsum("bqc,btc->bqt", query, keys)  # [B, S*H, T]
@@ -243,18 +252,17 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         probs = self._softmax(scores, bias, training)
         flat = ops.reshape(ops.transpose(probs, (0, 2, 1, 3)), (B, S * H, T))  # [B, S*H, T]
         ctx = ops.einsum("bqt,btc->bqc", flat, keys)[..., :r]  # [B, S*H, r]
-        context = ops.einsum("bshr,rhd->bshd", ops.reshape(ctx, (B, S, H, r)), w_uv)  # [B, S, H, dv]
+        context = ops.einsum("bshr,hdr->bshd", ops.reshape(ctx, (B, S, H, r)), w_uv)  # [B, S, H, dv]
         return context, probs
 
-    def _absorbed_streaming(self, q_nope, q_pe, keys, bias, filled):
+    def _absorbed_streaming(self, q_nope, q_pe, keys, bias, filled, absorbed=None):
         """`_absorbed` over the first ceil(filled / decode_chunk) chunks of the cache only, with an
         online softmax (running max and sum per query row, float32). Slots at or past `filled`
         are masked in `bias` anyway, so skipping them changes nothing but float rounding."""
         B, S, H = ops.shape(q_nope)[0], ops.shape(q_nope)[1], self.num_heads
         r, C, c = self.kv_lora_rank, self.decode_chunk, self.cache_width
-        w = self._kv_b_kernel()
-        w_uk, w_uv = w[..., : self.qk_nope_head_dim], w[..., self.qk_nope_head_dim:]
-        q_lat = ops.einsum("bshd,rhd->bshr", q_nope, w_uk)  # [B, S, H, r]
+        w_uk, w_uv = absorbed or self.absorbed_kernels()  # [H, r, dn], [H, dv, r]
+        q_lat = ops.einsum("bshd,hrd->bshr", q_nope, w_uk)  # [B, S, H, r]
         query = ops.reshape(ops.concatenate([q_lat, ops.cast(q_pe, q_lat.dtype)], axis=-1), (B, S * H, c))
         bias = ops.maximum(ops.cast(bias[:, 0], "float32"), MASK_VALUE)  # [B, S, T]
         chunks = (ops.cast(filled, "int32") + C - 1) // C
@@ -277,7 +285,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         # A query that sees no key (a padding row) attends to nothing, as in `_softmax`.
         ctx = ops.where(best > MASK_VALUE / 2, acc / total, 0.0)[..., :r]  # [B, S*H, r]
         ctx = ops.cast(ops.reshape(ctx, (B, S, H, r)), self.compute_dtype)
-        return ops.einsum("bshr,rhd->bshd", ctx, w_uv)  # [B, S, H, dv]
+        return ops.einsum("bshr,hdr->bshd", ctx, w_uv)  # [B, S, H, dv]
 
     def _expanded(self, q_nope, q_pe, keys, bias, training, return_attention_scores):
         """kv_b_proj re-expands the latents into per-head keys and values (prefill, training)."""

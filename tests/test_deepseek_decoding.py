@@ -142,6 +142,45 @@ def test_streaming_decode_over_cache_chunks_equals_transformers(lite, monkeypatc
     np.testing.assert_array_equal(got, ref)
 
 
+def test_decode_loop_computes_absorbed_kernels_once(lite, prompts, monkeypatch):
+    """The absorbed decode's per-layer kernels are computed before the decode loop and handed to
+    every step (not rebuilt inside the loop, where XLA leaves their transposes). Every absorbed
+    attention call of the loop gets them; on eager PyTorch, whose loop runs step by step, they are
+    computed once per layer for the whole generate call. Tokens still equal transformers'."""
+    import torch
+
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, model = lite
+    built, received = [], []
+    original_kernels = MultiHeadLatentAttention.absorbed_kernels
+    original_absorbed = MultiHeadLatentAttention._absorbed
+
+    def counting_kernels(self):
+        built.append(self.name)
+        return original_kernels(self)
+
+    def recording_absorbed(self, q_nope, q_pe, keys, bias, training, absorbed=None):
+        received.append(absorbed is not None)
+        return original_absorbed(self, q_nope, q_pe, keys, bias, training, absorbed)
+
+    monkeypatch.setattr(MultiHeadLatentAttention, "absorbed_kernels", counting_kernels)
+    monkeypatch.setattr(MultiHeadLatentAttention, "_absorbed", recording_absorbed)
+    model.__dict__.pop("_generate_fns", None)  # trace the decode loop again, with the spies in place
+    try:
+        got = _np(model.generate(prompts, max_new_tokens=6, eos_token_id=None))
+    finally:
+        model.__dict__.pop("_generate_fns", None)
+    ref = hf_model.generate(torch.tensor(prompts, dtype=torch.long), attention_mask=torch.ones(prompts.shape, dtype=torch.long),
+                            max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+    np.testing.assert_array_equal(got, ref)
+    layers = model.config.num_hidden_layers
+    assert received and all(received)  # the prefill attends in the expanded form: only decode steps
+    assert len(built) == layers
+    if keras.backend.backend() == "torch":
+        assert len(received) == layers * 6  # one eager model step per new token, one call per layer each
+
+
 def test_cached_decoding_equals_full_recomputation(lite, prompts):
     name, _, model = lite
     cached = _np(model.generate(prompts, max_new_tokens=8, eos_token_id=None))
