@@ -5,8 +5,10 @@ contiguous run of rows by its own weights. How that run is executed depends on w
 does well (measured on CPU; see benchmarks/deepseek.py):
 
 * `chunked_expert_mlp` (keras.ops; JAX on CPU, TensorFlow): a loop over fixed-size row chunks of
-  the sorted rows, each chunk belonging to one expert, whose weights are read in place
-  (`ops.take` of one expert) instead of gathered per block. The trip count is the number of
+  the sorted rows, each chunk belonging to one expert, whose weights are taken once per chunk
+  (`ops.take` of one expert) instead of gathered per block. XLA on CPU still copies that expert's
+  weights out before the chunk's matmuls (about a fifth of a batch-1 JAX decode step in XLA's
+  trace; a fused multiply-reduce reading them in place measured 20x slower). The trip count is the number of
   chunks actually needed, sum_e ceil(count_e / chunk), so rows computed are at most
   A + (non-empty experts) * (chunk - 1). Rows of a chunk past its expert's run spill into the next
   expert's rows and are overwritten when that expert's chunk runs (chunks go in expert order).

@@ -2,7 +2,7 @@
 
 Sparse dispatch: the N*K (token, expert) assignments are sorted by expert, so each expert owns one
 contiguous run of rows; the grouped matmul over those runs is in layers/grouped_matmul.py (a chunk
-loop with expert weights read in place on JAX/CPU and TensorFlow, `jax.lax.ragged_dot` on JAX off
+loop taking one expert's weights per chunk on JAX/CPU and TensorFlow, `jax.lax.ragged_dot` on JAX off
 CPU, `torch._grouped_mm` on PyTorch). Rows computed: at most A + min(E, A) * (chunk - 1),
 A = N * K; exactly A on PyTorch; never N * E. Nothing is dropped.
 
