@@ -8,8 +8,8 @@ does well (measured on CPU; see benchmarks/deepseek.py):
   the sorted rows, each chunk belonging to one expert, whose weights are taken once per chunk
   (`ops.take` of one expert) instead of gathered per block. XLA on CPU still copies that expert's
   weights out before the chunk's matmuls (about a fifth of a batch-1 JAX decode step in XLA's
-  trace; a fused multiply-reduce reading them in place measured 20x slower). The trip count is the number of
-  chunks actually needed, sum_e ceil(count_e / chunk), so rows computed are at most
+  trace; a fused multiply-reduce reading them in place measured 20x slower). The trip count is
+  the number of chunks actually needed, sum_e ceil(count_e / chunk), so rows computed are at most
   A + (non-empty experts) * (chunk - 1). Rows of a chunk past its expert's run spill into the next
   expert's rows and are overwritten when that expert's chunk runs (chunks go in expert order).
   A loop with a data-dependent trip count has no reverse-mode gradient on JAX: training uses the
