@@ -7,7 +7,8 @@ import numpy as np
 from keras import ops
 
 from layers.blocked_attention import blocked_disentangled_attention
-from layers.eager_torch import eager_torch, rows_within_budget
+from layers.eager_torch import rows_within_budget
+from layers.kernel_choice import split_under_tensor_budget
 from layers.relative_position import (
     diagonal_row_indices, relative_position_rows, skew_to_relative, static_diagonal_row_indices)
 
@@ -263,11 +264,11 @@ class DisentangledSelfAttention(keras.layers.Layer):
         """[(start, stop)] slices of the batch for eager torch, or None for one full-form pass.
 
         The c2p / p2c products are [H, B * L, 2L]: 50 MB at 2 x 512 on deberta-v3-base, above the
-        size where eager torch pays page faults at every call (`layers.eager_torch`). Slices of
+        size where eager torch on CPU pays page faults at every call (`layers.eager_torch`). Slices of
         the batch keep each product within EAGER_TENSOR_BYTES; a sequence is never split, so the
         result is the same.
         """
-        if not (eager_torch() and isinstance(batch, int) and isinstance(length, int)):
+        if not (split_under_tensor_budget() and isinstance(batch, int) and isinstance(length, int)):
             return None
         rows = rows_within_budget(self.num_heads * length * 2 * length * 4)  # float32 product of a sequence
         if rows >= batch:

@@ -16,6 +16,7 @@ keras.ops only.
 import keras
 from keras import ops
 
+from layers import kernel_choice
 from layers.eager_torch import eager_torch, rows_within_budget
 from layers.rms_norm import RMSNorm
 from layers.rotary import apply_interleaved_rope
@@ -313,9 +314,13 @@ class MultiHeadLatentAttention(keras.layers.Layer):
                 context = context * ops.cast(ops.transpose(self._sees_a_key(bias), (0, 2, 1, 3)), context.dtype)
             return context, probs
 
+        kernel = kernel_choice.latent_attention_kernel(training, self.attention_dropout, return_attention_scores)
+        if kernel == kernel_choice.ATTENTION_FUSED:
+            return self._fused(query, key, value, bias), None
+
         S = query.shape[1]
         block = self.query_block
-        if eager_torch() and isinstance(B, int) and isinstance(T, int):
+        if kernel_choice.split_under_tensor_budget() and isinstance(B, int) and isinstance(T, int):
             # [B, H, block, T] float32 scores within `layers.eager_torch`'s budget (blocks of 64
             # instead of 256 on a 4096-token prompt of benchmarks/deepseek.py's realistic config).
             block = min(block, rows_within_budget(B * H * T * 4))
@@ -328,6 +333,25 @@ class MultiHeadLatentAttention(keras.layers.Layer):
             b = bias if bias.shape[2] == 1 else bias[:, :, i:i + block]
             parts.append(attend(query[:, i:i + block], b, False)[0])
         return ops.concatenate(parts, axis=1), None
+
+    def _fused(self, query, key, value, bias):
+        """The expanded attention through `ops.dot_product_attention` (flash attention on GPUs
+        where the backend has it): query [B, S, H, dn + dr] (already scaled), key [B, T, H, dn + dr],
+        value [B, T, H, dv] -> context [B, S, H, dv]. Fused kernels want one head width for keys
+        and values, so the values are zero-padded to dn + dr and the padding sliced off after, as
+        MLA prefill is run elsewhere on flash attention."""
+        dv, dk = self.v_head_dim, self.qk_head_dim
+        if dv < dk:
+            value = ops.pad(value, ((0, 0), (0, 0), (0, 0), (0, dk - dv)))
+        # The bias goes in the compute dtype: float16 would turn MASK_VALUE into -inf (a row
+        # that sees no key would then give NaN), so it is clamped to a finite float16 there.
+        sees = ops.transpose(self._sees_a_key(bias), (0, 2, 1, 3))  # [B, S, 1, 1]
+        floor = -3e4 if keras.backend.standardize_dtype(query.dtype) == "float16" else MASK_VALUE
+        bias = ops.maximum(ops.cast(bias, "float32"), floor)
+        context = ops.dot_product_attention(query, key, value, bias=ops.cast(bias, query.dtype), scale=1.0)
+        context = context[..., :dv]  # [B, S, H, dv]
+        # A query that sees no key (left padding) attends to nothing, as in `_softmax`.
+        return context * ops.cast(sees, context.dtype)
 
     def get_config(self):
         return {

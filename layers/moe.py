@@ -2,8 +2,8 @@
 
 Sparse dispatch: the N*K (token, expert) assignments are sorted by expert, so each expert owns one
 contiguous run of rows; the grouped matmul over those runs is in layers/grouped_matmul.py (a chunk
-loop taking one expert's weights per chunk on JAX/CPU and TensorFlow, `jax.lax.ragged_dot` on JAX off
-CPU, `torch._grouped_mm` on PyTorch). Rows computed: at most A + min(E, A) * (chunk - 1),
+loop taking one expert's weights per chunk on CPU, `jax.lax.ragged_dot` on JAX off CPU,
+`torch._grouped_mm` on eager PyTorch; layers/kernel_choice.py chooses). Rows computed: at most A + min(E, A) * (chunk - 1),
 A = N * K; exactly A on PyTorch; never N * E. Nothing is dropped.
 
 Training (and the reverse-mode gradient JAX needs, which a loop with a data-dependent trip count
@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from layers import kernel_choice
 from layers.activations import get_activation
 from layers.grouped_matmul import (chunk_rows, chunked_expert_mlp, combine, ragged_expert_mlp, sort_assignments,
                                    torch_combine, torch_expert_mlp)
@@ -239,28 +240,16 @@ class RoutedExperts(keras.layers.Layer):
         if not isinstance(x.shape[0], int):
             # dynamic: None under TF tracing, a symbolic dimension under jax2tf export
             return self._call_dynamic(x, idx, weight)
-        backend = keras.backend.backend()
-        if backend == "torch" and not self.quantized and self.use_torch_fast_path:
-            import torch
-
-            if not torch.compiler.is_compiling():
-                return self._call_torch(x, idx, weight)
-        if training:
-            return self._call_blocks(x, idx, weight)  # the chunk loop has no reverse-mode gradient on JAX
-        if backend == "jax" and not self.quantized and self.use_jax_ragged_dot():
-            return self._call_grouped(x, idx, weight, ragged=True)
-        return self._call_grouped(x, idx, weight)
+        kernel = kernel_choice.experts_kernel(training, self.quantized, self.use_torch_fast_path)
+        if kernel == kernel_choice.EXPERTS_TORCH_GROUPED:
+            return self._call_torch(x, idx, weight)
+        if kernel == kernel_choice.EXPERTS_BLOCKS:
+            return self._call_blocks(x, idx, weight)
+        return self._call_grouped(x, idx, weight, ragged=kernel == kernel_choice.EXPERTS_RAGGED_DOT)
 
     # PyTorch eager fast path: grouped matmuls on contiguous row groups (weights used in place,
     # no gather). The keras.ops `_call_blocks` beside it is the reference (tests check they agree).
     use_torch_fast_path = True
-
-    @staticmethod
-    def use_jax_ragged_dot():
-        """jax.lax.ragged_dot off CPU (see layers/grouped_matmul.py for why not on CPU)."""
-        import jax
-
-        return jax.default_backend() != "cpu"
 
     def _call_grouped(self, x, idx, weight, ragged=False):
         N, K, E = x.shape[0], idx.shape[1], self.num_experts

@@ -153,3 +153,23 @@ def test_missing_and_misshaped_expert_tensors_are_named(checkpoint, tmp_path):
     hf_model.config.save_pretrained(str(tmp_path))
     with pytest.raises(CheckpointError, match=r"experts\.1\.up_proj.*|experts\.0\.down_proj"):
         TFDeepseekV2ForCausalLM.from_pretrained(str(tmp_path))
+
+
+def test_gpu_kernel_choice_matches_transformers(checkpoint, monkeypatch):
+    """With the device reported as a GPU, MLA's prefill runs through `ops.dot_product_attention`
+    (values zero-padded to the key width) and the experts skip the CPU chunk loop: the left- and
+    right-padded batch still gives transformers' logits."""
+    from layers import kernel_choice
+    from layers.latent_attention import MultiHeadLatentAttention
+
+    name, hf_model, directory, model = checkpoint
+    ids, mask = batch(np.random.RandomState(0), hf_model.config.vocab_size)
+    monkeypatch.setattr(kernel_choice, "device_kind", lambda: "gpu")
+    fused_calls = []
+    original = MultiHeadLatentAttention._fused
+    monkeypatch.setattr(MultiHeadLatentAttention, "_fused",
+                        lambda self, *a, **k: fused_calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr("layers.moe.chunked_expert_mlp", lambda *a, **k: pytest.fail("CPU chunk loop on a GPU"))
+    out = model(ids, attention_mask=mask)
+    assert len(fused_calls) == hf_model.config.num_hidden_layers
+    assert_close(to_numpy(out.logits), hf_forward(hf_model, ids, mask).logits.numpy(), what=f"{name} gpu kernels")
