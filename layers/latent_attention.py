@@ -59,6 +59,7 @@ def write_cache(cache, entries, index, in_place=False):
     return ops.slice_update(cache, (0, index, 0), entries)
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class MultiHeadLatentAttention(keras.layers.Layer):
     """DeepSeek-V2 MLA. Weight names follow transformers' `DeepseekV2Attention`.
 

@@ -36,6 +36,7 @@ def _dense(units, name, use_bias, initializer):
     return keras.layers.Dense(units, use_bias=use_bias, name=name, kernel_initializer=initializer)
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class GatedMLP(keras.layers.Layer):
     """down(act(gate(x)) * up(x)): DeepSeek's dense FFN and its shared experts."""
 
@@ -44,7 +45,7 @@ class GatedMLP(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_size, self.intermediate_size = hidden_size, intermediate_size
         self.hidden_act, self.use_bias = hidden_act, use_bias
-        init = keras.initializers.get(kernel_initializer)
+        self.kernel_initializer = init = keras.initializers.get(kernel_initializer)
         self.gate_proj = _dense(intermediate_size, "gate_proj", use_bias, init)
         self.up_proj = _dense(intermediate_size, "up_proj", use_bias, init)
         self.down_proj = _dense(hidden_size, "down_proj", use_bias, init)
@@ -59,6 +60,11 @@ class GatedMLP(keras.layers.Layer):
     def call(self, x):
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+                "use_bias": self.use_bias, "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
 
 def _top_k(x, k):
     """ops.top_k over the last axis, except on JAX with a symbolic token count (jax2tf export):
@@ -70,6 +76,7 @@ def _top_k(x, k):
     return ops.top_k(x, k)
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class TopKRouter(keras.layers.Layer):
     """Float32 softmax router with DeepSeek-V2's greedy / group_limited_greedy top-k.
 
@@ -124,6 +131,12 @@ class TopKRouter(keras.layers.Layer):
         else:
             weight = weight * self.routed_scaling_factor
         return scores, ops.cast(idx, "int32"), weight
+
+    def get_config(self):
+        return {**super().get_config(), "num_experts": self.num_experts, "top_k": self.top_k,
+                "topk_method": self.topk_method, "n_group": self.n_group, "topk_group": self.topk_group,
+                "routed_scaling_factor": self.routed_scaling_factor, "norm_topk_prob": self.norm_topk_prob,
+                "initializer_range": self.initializer_range}
 
 
 def dispatch_sizes(num_assignments, num_experts):
@@ -340,6 +353,7 @@ class RoutedExperts(keras.layers.Layer):
         return ops.einsum("ned,ne->nd", y, ops.cast(combine, y.dtype))
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class MoEBlock(keras.layers.Layer):
     """DeepSeekMoE layer: routed experts (sparse) + shared experts (one always-on MLP).
 
@@ -358,6 +372,13 @@ class MoEBlock(keras.layers.Layer):
         self.hidden_size = hidden_size
         self.n_routed_experts, self.top_k = n_routed_experts, num_experts_per_tok
         self.aux_loss_alpha, self.seq_aux = aux_loss_alpha, seq_aux
+        self._config = {
+            "hidden_size": hidden_size, "moe_intermediate_size": moe_intermediate_size,
+            "n_routed_experts": n_routed_experts, "num_experts_per_tok": num_experts_per_tok,
+            "n_shared_experts": n_shared_experts, "topk_method": topk_method, "n_group": n_group,
+            "topk_group": topk_group, "routed_scaling_factor": routed_scaling_factor,
+            "norm_topk_prob": norm_topk_prob, "hidden_act": hidden_act, "use_bias": use_bias,
+            "aux_loss_alpha": aux_loss_alpha, "seq_aux": seq_aux, "initializer_range": initializer_range}
         self.gate = TopKRouter(n_routed_experts, num_experts_per_tok, topk_method, n_group, topk_group,
                                routed_scaling_factor, norm_topk_prob, initializer_range, name="gate")
         self.experts = RoutedExperts(n_routed_experts, hidden_size, moe_intermediate_size, hidden_act,
@@ -387,6 +408,9 @@ class MoEBlock(keras.layers.Layer):
         if training and self.aux_loss_alpha > 0:
             self.add_loss(self.balance_loss(scores, idx, shape[0]))
         return out
+
+    def get_config(self):
+        return {**super().get_config(), **self._config}
 
     def balance_loss(self, scores, idx, batch):
         """The original expert-level balance loss (float32 scalar)."""

@@ -36,9 +36,10 @@ class NGIEConv(keras.layers.Layer):
         self.activation = get_activation(activation)
         self.layer_norm_eps = float(layer_norm_eps)
         self.dropout_rate = float(dropout)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.conv = keras.layers.Conv1D(
             self.hidden_size, self.kernel_size, padding="same", groups=self.groups,
-            kernel_initializer=kernel_initializer, dtype=self.dtype_policy, name="conv",
+            kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="conv",
         )
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_eps, dtype=self.dtype_policy, name="LayerNorm"
@@ -71,5 +72,6 @@ class NGIEConv(keras.layers.Layer):
             activation=self.activation_name,
             layer_norm_eps=self.layer_norm_eps,
             dropout=self.dropout_rate,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="layers")
 class RMSNorm(keras.layers.Layer):
     """y = weight * (x / sqrt(mean(x^2, -1) + eps)), the normalisation computed in float32.
 
