@@ -16,9 +16,8 @@ a Python loop); each block holds only its own rows:
 Every score is the same sum of the same products as in the full form, so outputs agree to float
 rounding (the tests hold 1e-5 relative). Peak memory is O(blk * L) per head instead of O(L^2).
 Queries are padded to a multiple of the block (extra rows are dropped); keys are never padded, so
-padding never enters a softmax. (A gather beats the skew for p2c here: on 2 CPU cores, one
-layer at L = 4096, the tiled-diagonal p2c took 1.4x (JAX) and 1.35x (TensorFlow) the time of this
-form; torch about the same.)
+padding never enters a softmax. (A gather beats the skew for p2c here: the tiled-diagonal p2c
+was slower on JAX and TensorFlow and no faster on torch; benchmarks/long_context.py.)
 """
 
 import keras

@@ -196,9 +196,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
 
         The product runs head-major, one [B * Lr, D] x [D, Lr + Lc] matmul per head: the diagonals
         are shared by the whole batch, and per-(batch, head) products of [Lr, D] x [D, Lr + Lc] ran
-        at half the rate on XLA's CPU matmul (JAX, 8 x 128, deberta-v3-base heads: 6.6 -> 4.5 ms
-        per layer and term, transposes included). The skew works on any leading axes; one
-        transpose then puts batch before heads (and swaps rows and columns for p2c)."""
+        at half the rate on XLA's CPU matmul (benchmarks/encoder.py). The skew works on any
+        leading axes; one transpose then puts batch before heads (and swaps rows and columns for
+        p2c)."""
         batch, heads, depth = ops.shape(states)[0], self.num_heads, self.head_size
         per_head = ops.reshape(ops.transpose(states, (1, 0, 2, 3)), (heads, -1, depth))  # [H, B * Lr, D]
         scores = ops.matmul(per_head, ops.transpose(diagonals, (1, 2, 0)))  # [H, B * Lr, Lr + Lc]

@@ -7,17 +7,16 @@ does well (measured on CPU; see benchmarks/deepseek.py):
 * `chunked_expert_mlp` (keras.ops; JAX on CPU, TensorFlow): a loop over fixed-size row chunks of
   the sorted rows, each chunk belonging to one expert, whose weights are taken once per chunk
   (`ops.take` of one expert) instead of gathered per block. XLA on CPU still copies that expert's
-  weights out before the chunk's matmuls (about a fifth of a batch-1 JAX decode step in XLA's
-  trace; a fused multiply-reduce reading them in place measured 20x slower). The trip count is
+  weights out before the chunk's matmuls (a fused multiply-reduce reading them in place was far
+  slower). The trip count is
   the number of chunks actually needed, sum_e ceil(count_e / chunk), so rows computed are at most
   A + (non-empty experts) * (chunk - 1). Rows of a chunk past its expert's run spill into the next
   expert's rows and are overwritten when that expert's chunk runs (chunks go in expert order).
   A loop with a data-dependent trip count has no reverse-mode gradient on JAX: training uses the
   block layout in layers/moe.py.
 * `ragged_expert_mlp` (JAX off CPU): `jax.lax.ragged_dot` with group sizes = tokens per expert.
-  XLA's CPU lowering of ragged_dot computes far more than the selected work (10.8 s against
-  0.18 s for the chunk loop on 512 tokens x 64 experts top-6, hidden 1024, AMD EPYC), so CPU
-  does not use it.
+  XLA's CPU lowering of ragged_dot computes far more than the selected work, so CPU does not use
+  it (layers/kernel_choice.py chooses).
 * `torch_expert_mlp` (PyTorch eager): `torch._grouped_mm` over the sorted rows where torch has it,
   else a Python loop over the non-empty experts.
 
@@ -60,10 +59,9 @@ def combine(rows, order, weight):
 
 def torch_combine(rows, order, tok, weight):
     """PyTorch eager `combine`: each sorted row scaled by its routing weight and added into its
-    token's output with one `index_add_`. `combine`'s gather and [N, K, d] x [N, K] einsum run
-    in eager PyTorch as N tiny batched matmuls: 3.0 ms against 0.45 ms here for 256 tokens, top-6,
-    d 1024 (AMD EPYC, one thread). The sum over a token's K rows runs in expert order instead of
-    k order (float rounding only)."""
+    token's output with one `index_add_`, because `combine`'s gather and [N, K, d] x [N, K] einsum
+    run in eager PyTorch as N tiny batched matmuls. The sum over a token's K rows runs in expert
+    order instead of k order (float rounding only)."""
     import torch
 
     w = weight.reshape(-1)[order.long()].to(rows.dtype)  # [A] routing weight of each sorted row
@@ -106,8 +104,7 @@ def chunked_expert_mlp(xs, counts, expert_weights, act, chunk):
 def _tf_chunk_loop(chunk_output, total, A, d, chunk, counts, starts, chunks, chunk_end, dtype):
     """TensorFlow: the chunk loop writing each chunk's output to a TensorArray, then every row read
     from its own expert's chunk. TensorFlow runs inference as a graph without XLA, where
-    `slice_update` of the [A, d] result copies all of it at every chunk (a 512-token MoE layer of
-    benchmarks/deepseek.py: ~100 chunks of a 12 MB buffer)."""
+    `slice_update` of the [A, d] result copies all of it at every chunk."""
     import tensorflow as tf
 
     def body(c, outs):

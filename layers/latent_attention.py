@@ -170,8 +170,8 @@ class MultiHeadLatentAttention(keras.layers.Layer):
     def absorbed_kernels(self):
         """(W_UK [H, r, dn], W_UV [H, dv, r]): kv_b_proj's halves in the head-major layouts the
         absorbed products read. A decode loop computes them once, before the loop: XLA does not
-        hoist these transposes out of a while loop, and inside one they took 37% of a batch-1
-        JAX decode step (two 4 MB transposes per layer and token at hidden 1024, 16 heads)."""
+        hoist these transposes out of a while loop, where they ran at every token and layer
+        (benchmarks/deepseek.py, decode)."""
         w = self._kv_b_kernel()  # [r, H, dn + dv]
         dn = self.qk_nope_head_dim
         return ops.transpose(w[..., :dn], (1, 0, 2)), ops.transpose(w[..., dn:], (1, 2, 0))
@@ -297,9 +297,7 @@ class MultiHeadLatentAttention(keras.layers.Layer):
         k_nope, value = kv[..., : self.qk_nope_head_dim], kv[..., self.qk_nope_head_dim:]
         # One product over dn + dr instead of two summed ones (q_nope.k_nope + q_pe.k_pe): the
         # shared k_pe is broadcast to every head, as transformers does. Two [B, H, S, T] products
-        # and their sum cost more than this [B, T, H, dr] copy (torch.profiler, PyTorch eager, one
-        # thread, 256-token prefill of benchmarks/deepseek.py's realistic config: the separate rope
-        # product, the score sum and the probability mask took ~7 ms of a ~60 ms attention layer).
+        # and their sum cost more than this [B, T, H, dr] copy (benchmarks/deepseek.py, prefill).
         k_pe = ops.broadcast_to(ops.cast(k_pe, k_nope.dtype)[:, :, None, :], (B, T, H, self.qk_rope_head_dim))
         key = ops.concatenate([k_nope, k_pe], axis=-1)  # [B, T, H, dn + dr]
         query = ops.concatenate([q_nope, ops.cast(q_pe, q_nope.dtype)], axis=-1)  # [B, S, H, dn + dr]

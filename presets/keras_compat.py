@@ -138,10 +138,9 @@ def lean_torch_adam(optimizer):
     that allocates one parameter-sized temporary per variable instead of five.
 
     Keras 3.15's torch Adam builds g * g, m * alpha, sqrt(v), sqrt(v) + eps and their quotient as
-    new tensors every step. On the deberta-v3-small training step (benchmarks/train_step.py, 8 x 128,
-    2 CPU cores) the 128,100 x 768 word-embedding table makes each of those a fresh 393 MB
-    allocation, page-faulted in: the optimizer took 5.6 s of a 15.2 s step against 2.1 s for
-    torch.optim.AdamW, while forward + backward were at par. The same update in place
+    new tensors every step. For a 128,100 x 768 word-embedding table each of those is a fresh
+    393 MB allocation, page-faulted in, and the optimizer step dominated a deberta-v3-small
+    training step (benchmarks/train_step.py prints the step time). The same update in place
     (addcmul into v, addcdiv into the variable) keeps only the denominator; the first moment is
     updated exactly as Keras does, the second moment and the variable to float rounding
     ((a * g) * g instead of a * (g * g); m / (den / alpha) instead of (m * alpha) / den). Only the instance's step is replaced, so other optimizers, other models and

@@ -63,7 +63,8 @@ def _to_backend(value):
     """A host array as a JAX or TensorFlow tensor (PyTorch assigns through `_torch_copy_into`)."""
     from keras import ops
 
-    if keras.backend.backend() == "jax":  # one host-to-device copy (jnp.asarray's path measured ~2x slower)
+    # JAX: one host-to-device copy (jnp.asarray's path is slower; benchmarks/loading.py).
+    if keras.backend.backend() == "jax":
         import jax
 
         return jax.device_put(value)

@@ -10,8 +10,8 @@ Safetensors bytes are read from a memory map of the file (`Shard.opened()` maps 
 its tensors are read and drops the mapping after): a tensor is a zero-copy view of the mapped
 bytes within the range its header entry was validated to hold, so each byte is copied once, by
 the backend, straight into its variable. The `safetensors` library's `safe_open` for numpy copies
-every tensor into a fresh array first; on the 3.3 GB checkpoint of benchmarks/loading.py that
-copy alone took 2 s of a 5.9 s load (AMD EPYC), hence this reader. Mappings are copy-on-write
+every tensor into a fresh array first, a large share of a load's time (benchmarks/loading.py),
+hence this reader. Mappings are copy-on-write
 (`MAP_PRIVATE`): a write to a view never reaches the file.
 """
 
