@@ -84,6 +84,8 @@ class ExportMixin:
 
     # int32 inputs of the `serving_default` signature; the outputs are `primary_output_names`.
     export_input_names = ("input_ids", "attention_mask")
+    # The runtime formats the model's graph converts to (presets/runtime_export.py).
+    export_runtime_formats = tuple(RUNTIME_FORMATS)
     # String-in signatures ("serve_text", "serve_text_pair") the model offers with a preprocessor.
     export_text_signatures = ()
 
@@ -154,13 +156,28 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
             f"unsupported export format {format!r}; {type(model).__name__}.export writes "
             f"{', '.join(repr(f) for f in SUPPORTED_FORMATS)}"
         )
+    if format in RUNTIME_FORMATS and format not in model.export_runtime_formats:
+        raise ValueError(f"{type(model).__name__} exports to {', '.join(model.export_runtime_formats)} and "
+                         f"tf_saved_model, not {format!r}")
     filepath = os.fspath(filepath)
     if "://" in filepath:
         raise ValueError(f"export writes to a local directory (it renames into place), got {filepath!r}")
     _check_target(filepath, overwrite)
     max_length = _export_max_length(model, preprocessor, max_length)
     text_preprocessor = None
-    if preprocessor is not None:
+    runtime_tokenizer = None
+    if format in RUNTIME_FORMATS:
+        # No string-in signature converts: a tokenizer given is saved beside the artifact instead,
+        # so the pipelines (and any client) tokenise as the model was trained.
+        runtime_tokenizer = getattr(preprocessor, "tokenizer", preprocessor)
+        if runtime_tokenizer is not None and not hasattr(runtime_tokenizer, "save_pretrained"):
+            raise TypeError(f"format={format!r}: tokenizer= must be a tokenizer (saved beside the artifact), "
+                            f"got {type(runtime_tokenizer).__name__}")
+        if sequence_length is not None:
+            raise ValueError(f"sequence_length applies to the SavedModel's string-in signatures, not format={format!r}")
+        if jax2tf_kwargs:
+            raise ValueError(f"format={format!r} is converted from a TensorFlow graph; jax2tf_kwargs do not apply")
+    elif preprocessor is not None:
         text_preprocessor = _as_preprocessor(model, preprocessor, sequence_length, max_length)
     elif sequence_length is not None:
         raise ValueError("sequence_length only applies to a string-in export: pass preprocessor= as well")
@@ -168,13 +185,6 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
     if jax2tf_kwargs and backend != "jax":
         raise ValueError(f"jax2tf_kwargs only applies on the JAX backend, not {backend}")
 
-    if format in RUNTIME_FORMATS:
-        if text_preprocessor is not None:
-            raise ValueError(f"format={format!r} converts the int32 serving_default signature only: "
-                             "tokenise with the tokenizer (the pipelines do), or export a SavedModel for "
-                             "string-in signatures")
-        if jax2tf_kwargs:
-            raise ValueError(f"format={format!r} is converted from a TensorFlow graph; jax2tf_kwargs do not apply")
     with _staging_directory(filepath) as staging:
         if format in RUNTIME_FORMATS:
             graph = os.path.join(os.path.dirname(staging), "graph")  # the TensorFlow-graph SavedModel
@@ -184,6 +194,8 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
             else:  # JAX's SavedModel holds StableHLO, which no converter reads: trace under TensorFlow
                 _export_through_tensorflow(model, graph, max_length=max_length, convert_to=(format, staging))
             runtime_export.write_metadata(model, staging, format, max_length)
+            if runtime_tokenizer is not None:
+                runtime_tokenizer.save_pretrained(staging)
         elif backend in ("tensorflow", "jax"):
             _export_in_process(model, staging, text_preprocessor, jax2tf_kwargs=jax2tf_kwargs, max_length=max_length)
         elif backend == "torch":

@@ -32,9 +32,15 @@ class ExportedModel:
         num_threads: the runtime's intra-op threads (None: the runtime's default).
         precision: OpenVINO's inference precision, "f32" (default: outputs equal the Keras model's
             to float32 rounding) or "bf16" (OpenVINO's own default on CPUs with bf16 instructions).
+        config_class: the family's config class to read config.json with (the pipelines pass it);
+            None keeps config.json as a plain dict in `config`.
+
+    It offers what the pipelines use of a Keras model (`config`, `primary_output_names`,
+    `export_max_length()`, a call taking a dict of inputs), so `keras_deberta.pipeline(task,
+    model=exported_directory)` serves an export with the same tokenisation and post-processing.
     """
 
-    def __init__(self, directory, num_threads=None, precision="f32"):
+    def __init__(self, directory, num_threads=None, precision="f32", config_class=None):
         directory = os.fspath(directory)
         path = os.path.join(directory, METADATA_FILE)
         if not os.path.isfile(path):
@@ -44,7 +50,9 @@ class ExportedModel:
             self.metadata = json.load(f)
         config_path = os.path.join(directory, "config.json")
         self.config = None
-        if os.path.isfile(config_path):
+        if config_class is not None:
+            self.config = config_class.from_pretrained(directory)
+        elif os.path.isfile(config_path):
             with open(config_path, encoding="utf-8") as f:
                 self.config = json.load(f)
         self.directory = directory
@@ -58,7 +66,18 @@ class ExportedModel:
     def from_pretrained(cls, directory, **kwargs):
         return cls(directory, **kwargs)
 
-    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+    @property
+    def primary_output_names(self):
+        return self.output_names
+
+    def export_max_length(self):
+        """The export's bound on the length (what `presets.sequence_limits` asks a model)."""
+        return self.max_length
+
+    def predict_on_batch(self, inputs):
+        return self(inputs)
+
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, training=False, **kwargs):
         if isinstance(input_ids, dict):
             kwargs = {**input_ids, **kwargs}
         else:
