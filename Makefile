@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and exactly: the CPU wheel of this version lies on the project machine's disk.
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[tensorflow,jax,torch,test,notebooks]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[tensorflow,jax,torch,test,notebooks,serving]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -35,6 +35,9 @@ class TFDeepseekV2PreTrainedModel(TFPreTrainedModel):
     lora_target_modules = ("q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
     lora_modules_to_save = ("score",)
     decoder_prefix = "model."  # the decoder's tensor names inside a task checkpoint
+    # LiteRT's builtin ops lack what the decoder's graph needs (strided slices that add an axis);
+    # ONNX and OpenVINO convert it.
+    export_runtime_formats = ("onnx", "openvino")
 
     def create_layers(self, config):
         self.model = DeepseekV2MainLayer(config, remat=self.remat, name="model")

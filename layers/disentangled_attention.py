@@ -400,7 +400,9 @@ def _pairwise_mask(attention_mask):
     """[B, L] padding mask -> [B, 1, L, L] (query and key valid); [B, Lq, Lk] -> [B, 1, Lq, Lk]."""
     mask = ops.cast(attention_mask, "bool")
     if len(mask.shape) == 2:
-        return ops.logical_and(mask[:, None, :, None], mask[:, None, None, :])
+        # expand_dims rather than x[:, None]: TFLite's builtin ops have no strided slice with a new axis.
+        rows = ops.expand_dims(ops.expand_dims(mask, 1), 3)  # [B, 1, L, 1]
+        return ops.logical_and(rows, ops.expand_dims(ops.expand_dims(mask, 1), 2))  # with [B, 1, 1, L]
     if len(mask.shape) == 3:
-        return mask[:, None, :, :]
+        return ops.expand_dims(mask, 1)
     return mask

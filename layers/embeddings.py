@@ -105,7 +105,7 @@ class DebertaEmbeddings(keras.layers.Layer):
         positions_shape = ops.shape(embeddings)[:2]
         if self.position_embeddings is not None:
             if position_ids is None:
-                position_ids = ops.arange(positions_shape[1], dtype="int32")[None, :]
+                position_ids = ops.expand_dims(ops.arange(positions_shape[1], dtype="int32"), 0)
             embeddings = embeddings + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
@@ -115,7 +115,7 @@ class DebertaEmbeddings(keras.layers.Layer):
             embeddings = self.embed_proj(embeddings)  # [B, L, hidden]
         embeddings = self.layer_norm(embeddings)
         if padding_mask is not None:
-            embeddings = embeddings * ops.cast(padding_mask, embeddings.dtype)[:, :, None]
+            embeddings = embeddings * ops.expand_dims(ops.cast(padding_mask, embeddings.dtype), -1)
         return self.dropout(embeddings, training=training)
 
     def get_config(self):

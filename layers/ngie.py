@@ -55,7 +55,7 @@ class NGIEConv(keras.layers.Layer):
         out = self.conv(embeddings)  # [B, L, hidden]
         mask = None
         if padding_mask is not None:
-            mask = ops.cast(padding_mask, out.dtype)[:, :, None]
+            mask = ops.expand_dims(ops.cast(padding_mask, out.dtype), -1)
             out = out * mask
         out = self.activation(self.dropout(out, training=training))
         out = self.layer_norm(layer_output + out)

@@ -20,8 +20,10 @@ optionally extra `run` options); this module does the rest:
              default: the Keras policy, float32) and writes a `.keras` file, a TensorFlow
              SavedModel (through `model.export(OUT)`) or an HF checkpoint directory
              (`save_pretrained(OUT, max_shard_size=S)`, default 5GB shards).
-    export   --model M --output OUT [--task T]
-             `convert --format saved_model`.
+    export   --model M --output OUT [--format saved_model|onnx|openvino|litert] [--task T]
+             [--with-tokenizer]
+             A TensorFlow SavedModel (`convert --format saved_model`), or its serving signature
+             converted for onnxruntime, OpenVINO or LiteRT (`model.export(OUT, format=...)`).
 
 Every error is one `prog: error: ...` line on stderr, without a traceback: exit status 1 (2 for
 argument errors, as argparse's convention), 130 on Ctrl-C; `--debug` (or KERAS_CLI_DEBUG=1)
@@ -46,6 +48,8 @@ from presets.writers import parse_size
 # Exit statuses: argparse uses 2 for usage errors; 1 is a failure the message explains.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("keras", "saved_model", "hf")
+# `export --format`: a TensorFlow SavedModel, or its serving signature converted for a runtime.
+EXPORT_FORMATS = ("saved_model", "onnx", "openvino", "litert")
 ON_ERROR = ("continue", "stop")
 # One stdin line is read into memory whole; longer lines are skipped (with an error record) rather
 # than read. 1 MiB is some 250k tokens, far past any model's length: the bound is on memory.
@@ -123,8 +127,8 @@ def build_parser(family):
     run.add_argument("texts", nargs="*", metavar="TEXT", help="inputs; without any, one per stdin line")
 
     for name, help_text in (("convert", "convert a checkpoint to a .keras file or a TensorFlow SavedModel"),
-                            ("export", "export a checkpoint as a TensorFlow SavedModel "
-                                       "(convert --format saved_model)")):
+                            ("export", "export a checkpoint for serving: a TensorFlow SavedModel, "
+                                       "or ONNX / OpenVINO / LiteRT")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--model", required=True, help="checkpoint directory or Hugging Face Hub id")
         sub.add_argument("--output", required=True, help="the .keras file or SavedModel directory to write")
@@ -136,13 +140,18 @@ def build_parser(family):
                              help="output format (default keras; hf: config.json + safetensors for transformers)")
             sub.add_argument("--max-shard-size", default="5GB",
                              help="--format hf: largest weights file, e.g. 5GB or 500MB (default 5GB)")
+        else:
+            sub.add_argument("--format", choices=EXPORT_FORMATS, default="saved_model",
+                             help="saved_model (default; TF Serving), or onnx / openvino / litert: the "
+                                  "int32 serving signature converted for that runtime (a directory)")
         sub.add_argument("--dtype", default=None,
                          help="load the weights as: auto (the checkpoint's own dtype), float32, bfloat16, float16, "
                               "mixed_bfloat16 or mixed_float16 (default: the Keras policy, float32)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
         if family.load_tokenizer is not None:
             sub.add_argument("--with-tokenizer", action="store_true",
-                             help="SavedModel: add string-in signatures that tokenise inside the graph")
+                             help="SavedModel: add string-in signatures that tokenise inside the graph; "
+                                  "onnx / openvino / litert: save the tokenizer beside the model")
     return parser
 
 
@@ -350,6 +359,8 @@ def command_convert(family, args, output_format):
         model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
     else:
         options = {"overwrite": True} if args.overwrite else {}
+        if output_format != "saved_model":
+            options["format"] = output_format
         if getattr(args, "with_tokenizer", False):
             options["preprocessor"] = family.load_tokenizer(args.model)
         model.export(args.output, **options)
@@ -367,7 +378,7 @@ def main(family, argv=None, stdin=None, stdout=None):
     try:
         if args.command == "run":
             return command_run(family, args, stdin=stdin, stdout=stdout, user_errors=user_errors)
-        output_format = "saved_model" if args.command == "export" else args.format
+        output_format = args.format
         return command_convert(family, args, output_format)
     except KeyboardInterrupt:
         print(f"{family.prog}: interrupted", file=sys.stderr)

@@ -32,6 +32,9 @@ the shape of input_ids, and the length within the absolute position table where 
 request fails with InvalidArgumentError naming the input (TF Serving answers HTTP 400 with that
 message) instead of returning numbers computed from clamped ids.
 
+ONNX, OpenVINO and LiteRT (`format=`): `serving_default` converted from the TensorFlow graph, on
+every backend (presets/runtime_export.py says how, and what survives of the checks).
+
 The artifact is written into a temporary directory beside the target and renamed into place at the
 end, so a crash never leaves a half-written SavedModel under the target name.
 """
@@ -47,10 +50,13 @@ import warnings
 
 import keras
 
+from layers.disentangled_attention import AUTO_BLOCK_MIN_LENGTH, DisentangledSelfAttention
+from presets import keras_compat, runtime_export
 from presets.model_io import runtime_index_checks_disabled
+from presets.runtime_export import RUNTIME_FORMATS
 from presets.sequence_limits import default_max_length
 
-SUPPORTED_FORMATS = ("tf_saved_model",)
+SUPPORTED_FORMATS = ("tf_saved_model",) + tuple(RUNTIME_FORMATS)
 SERVING_SIGNATURE = "serving_default"
 TEXT_SIGNATURE = "serve_text"
 TEXT_PAIR_SIGNATURE = "serve_text_pair"
@@ -78,6 +84,8 @@ class ExportMixin:
 
     # int32 inputs of the `serving_default` signature; the outputs are `primary_output_names`.
     export_input_names = ("input_ids", "attention_mask")
+    # The runtime formats the model's graph converts to (presets/runtime_export.py).
+    export_runtime_formats = tuple(RUNTIME_FORMATS)
     # String-in signatures ("serve_text", "serve_text_pair") the model offers with a preprocessor.
     export_text_signatures = ()
 
@@ -97,7 +105,9 @@ class ExportMixin:
         `token_type_ids` for DeBERTa) with dynamic batch and length and returns the named outputs;
         `preprocessor=` (or `tokenizer=`) adds string-in signatures; `max_length` bounds every
         signature's length (default: the tokenizer's model_max_length, else the config's
-        max_position_embeddings). See `presets.export.export_saved_model` for every argument."""
+        max_position_embeddings). `format="onnx" | "openvino" | "litert"` converts that signature
+        into a directory for that runtime instead (`presets.runtimes.ExportedModel` serves it).
+        See `presets.export.export_saved_model` for every argument."""
         if input_signature is not None:
             raise ValueError("the exported input signature is fixed by the model (int32 ids with dynamic "
                              "batch and length); input_signature is not supported")
@@ -121,7 +131,9 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
             preprocessor (DebertaV2Preprocessor / DebertaPreprocessor) of the model's family: adds
             the string-in signature(s) for sequence classification, token classification and
             masked LM models.
-        format: "tf_saved_model" (the only one).
+        format: "tf_saved_model" (default), or "onnx", "openvino", "litert": the `serving_default`
+            signature converted for that runtime (presets/runtime_export.py), written with
+            serving.json and config.json into the directory `filepath`; no string-in signatures.
         overwrite: replace an existing file or non-empty directory at `filepath`.
         sequence_length: with a tokenizer as `preprocessor`: pad and truncate every text to this
             many tokens; None (default) pads each request to its longest text and truncates at
@@ -142,15 +154,30 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
     if format not in SUPPORTED_FORMATS:
         raise ValueError(
             f"unsupported export format {format!r}; {type(model).__name__}.export writes "
-            f"{' or '.join(repr(f) for f in SUPPORTED_FORMATS)} (a TensorFlow SavedModel)"
+            f"{', '.join(repr(f) for f in SUPPORTED_FORMATS)}"
         )
+    if format in RUNTIME_FORMATS and format not in model.export_runtime_formats:
+        raise ValueError(f"{type(model).__name__} exports to {', '.join(model.export_runtime_formats)} and "
+                         f"tf_saved_model, not {format!r}")
     filepath = os.fspath(filepath)
     if "://" in filepath:
         raise ValueError(f"export writes to a local directory (it renames into place), got {filepath!r}")
     _check_target(filepath, overwrite)
     max_length = _export_max_length(model, preprocessor, max_length)
     text_preprocessor = None
-    if preprocessor is not None:
+    runtime_tokenizer = None
+    if format in RUNTIME_FORMATS:
+        # No string-in signature converts: a tokenizer given is saved beside the artifact instead,
+        # so the pipelines (and any client) tokenise as the model was trained.
+        runtime_tokenizer = getattr(preprocessor, "tokenizer", preprocessor)
+        if runtime_tokenizer is not None and not hasattr(runtime_tokenizer, "save_pretrained"):
+            raise TypeError(f"format={format!r}: tokenizer= must be a tokenizer (saved beside the artifact), "
+                            f"got {type(runtime_tokenizer).__name__}")
+        if sequence_length is not None:
+            raise ValueError(f"sequence_length applies to the SavedModel's string-in signatures, not format={format!r}")
+        if jax2tf_kwargs:
+            raise ValueError(f"format={format!r} is converted from a TensorFlow graph; jax2tf_kwargs do not apply")
+    elif preprocessor is not None:
         text_preprocessor = _as_preprocessor(model, preprocessor, sequence_length, max_length)
     elif sequence_length is not None:
         raise ValueError("sequence_length only applies to a string-in export: pass preprocessor= as well")
@@ -159,7 +186,17 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
         raise ValueError(f"jax2tf_kwargs only applies on the JAX backend, not {backend}")
 
     with _staging_directory(filepath) as staging:
-        if backend in ("tensorflow", "jax"):
+        if format in RUNTIME_FORMATS:
+            graph = os.path.join(os.path.dirname(staging), "graph")  # the TensorFlow-graph SavedModel
+            if backend == "tensorflow":
+                _export_in_process(model, graph, max_length=max_length)
+                runtime_export.convert(graph, staging, format)
+            else:  # JAX's SavedModel holds StableHLO, which no converter reads: trace under TensorFlow
+                _export_through_tensorflow(model, graph, max_length=max_length, convert_to=(format, staging))
+            runtime_export.write_metadata(model, staging, format, max_length)
+            if runtime_tokenizer is not None:
+                runtime_tokenizer.save_pretrained(staging)
+        elif backend in ("tensorflow", "jax"):
             _export_in_process(model, staging, text_preprocessor, jax2tf_kwargs=jax2tf_kwargs, max_length=max_length)
         elif backend == "torch":
             _export_through_tensorflow(model, staging, text_preprocessor, max_length=max_length)
@@ -300,7 +337,7 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
                    "with_gradient": False}
         options.update(jax2tf_kwargs or {})
         endpoint_kwargs["jax2tf_kwargs"] = options
-    with runtime_index_checks_disabled(), warnings.catch_warnings():
+    with runtime_index_checks_disabled(), _full_attention_below(model, max_length), warnings.catch_warnings():
         # Keras passes jax2tf's deprecated `native_serialization` itself; nothing the caller can change.
         warnings.filterwarnings("ignore", message="The `native_serialization` parameter is deprecated",
                                 category=DeprecationWarning)
@@ -319,6 +356,30 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
         if text_preprocessor is not None:
             _add_text_signatures(archive, model, text_preprocessor, checked)
         archive.write_out(directory, verbose=False)
+
+
+@contextlib.contextmanager
+def _full_attention_below(model, max_length):
+    """Traces DeBERTa attention in its full form when every length the export admits takes that
+    form anyway: automatic blocking (attention_block_size=None) starts only above
+    AUTO_BLOCK_MIN_LENGTH, so under a shorter max_length the run-time choice between the forms is
+    dead code in the graph (and LiteRT's builtin ops cannot hold the blocked form's loop). The
+    layers' setting is restored afterwards."""
+    automatic = []
+    if max_length <= AUTO_BLOCK_MIN_LENGTH:
+        pending = [model]
+        while pending:
+            layer = pending.pop()
+            if isinstance(layer, DisentangledSelfAttention) and layer.attention_block_size is None:
+                automatic.append(layer)
+            pending.extend(keras_compat.child_layers(layer))
+    try:
+        for layer in automatic:
+            layer.attention_block_size = 0
+        yield
+    finally:
+        for layer in automatic:
+            layer.attention_block_size = None
 
 
 def _add_text_signatures(archive, model, preprocessor, checked):
@@ -347,13 +408,14 @@ def _add_text_signatures(archive, model, preprocessor, checked):
                              tf.TensorSpec([None], tf.string, name="text_pair")], autograph=False))
 
 
-# --- PyTorch: export in a TensorFlow subprocess --------------------------------------------------
-def _export_through_tensorflow(model, directory, text_preprocessor=None, *, max_length):
+# --- PyTorch (and JAX for the runtime formats): export in a TensorFlow subprocess -----------------
+def _export_through_tensorflow(model, directory, text_preprocessor=None, *, max_length, convert_to=None):
     """Saves the model (.keras) and preprocessor, and exports them in a KERAS_BACKEND=tensorflow
-    subprocess of this interpreter."""
+    subprocess of this interpreter; `convert_to=(format, directory)` converts the export there too."""
     with tempfile.TemporaryDirectory(prefix="keras-export-") as scratch:
         spec = {"model_file": os.path.join(scratch, "model.keras"),
-                "model_module": type(model).__module__, "output": directory, "max_length": max_length}
+                "model_module": type(model).__module__, "output": directory, "max_length": max_length,
+                "convert_to": list(convert_to) if convert_to else None}
         model.save(spec["model_file"])
         if text_preprocessor is not None:
             tokenizer_dir = os.path.join(scratch, "tokenizer")
@@ -377,7 +439,7 @@ def _export_through_tensorflow(model, directory, text_preprocessor=None, *, max_
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise ExportError(
-                f"exporting {type(model).__name__} from the torch backend failed in its TensorFlow "
+                f"exporting {type(model).__name__} from the {keras.backend.backend()} backend failed in its TensorFlow "
                 f"subprocess (exit code {result.returncode}); its stderr ends with:\n"
                 + _tail(result.stderr))
 
@@ -388,7 +450,7 @@ def _tail(text, lines=40):
 
 
 def _export_from_spec(spec_file):
-    """The subprocess side of the torch path (KERAS_BACKEND=tensorflow)."""
+    """The subprocess side of `_export_through_tensorflow` (KERAS_BACKEND=tensorflow)."""
     import importlib
 
     if keras.backend.backend() != "tensorflow":
@@ -403,6 +465,9 @@ def _export_from_spec(spec_file):
         cls = getattr(importlib.import_module(pre["module"]), pre["class"])
         text_preprocessor = cls.from_pretrained(pre["tokenizer_dir"], **pre["kwargs"])
     _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
+    if spec.get("convert_to"):
+        format, directory = spec["convert_to"]
+        runtime_export.convert(spec["output"], directory, format)
 
 
 # --- atomic write --------------------------------------------------------------------------------

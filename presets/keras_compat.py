@@ -192,3 +192,12 @@ def _lean_adam_update(self, grads, variables, learning_rate):
     torch._foreach_add_(denominators, self.epsilon)
     torch._foreach_div_(denominators, alpha)
     torch._foreach_addcdiv_(variables, m_list, denominators, value=-1)
+
+
+def patch_tf2onnx():
+    """Keras' own numpy-2 fixes for tf2onnx (`np.object`, its constant-folding rewrite), applied
+    once before an ONNX conversion. No public replacement: `keras.export.export_onnx` runs the same
+    patch but only converts a model it traces itself, not a SavedModel signature."""
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx as keras_patch
+
+    keras_patch()

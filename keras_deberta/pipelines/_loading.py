@@ -12,6 +12,8 @@ from keras_deberta.tokenization_deberta_v2 import DebertaV2Tokenizer
 from presets.errors import CheckpointNotFoundError
 from presets.hub import resolve_checkpoint_dir
 from presets.io import read_json_object
+from presets.runtime_export import METADATA_FILE
+from presets.runtimes import ExportedModel
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 # Tasks that have a default model shipped inside the package (no network needed).
@@ -43,10 +45,17 @@ def checkpoint_model_type(directory):
 
 def load_model_for_task(task, name_or_path, **options):
     """(model, directory): the task's class for the checkpoint's model_type, from_pretrained
-    (with `options`, e.g. dtype=)."""
+    (with `options`, e.g. dtype=); for a directory that `model.export(..., format="onnx" |
+    "openvino" | "litert")` wrote, the export in its runtime (`presets.runtimes.ExportedModel`)."""
     directory = resolve_checkpoint_dir(name_or_path)
     v2_class, v1_class = _model_classes(task)
     cls = v2_class if checkpoint_model_type(directory) == "deberta-v2" else v1_class
+    if os.path.isfile(os.path.join(directory, METADATA_FILE)):
+        exported = ExportedModel(directory, config_class=cls.config_class, **options)
+        if exported.metadata["architecture"] != cls.hf_architecture:
+            raise ValueError(f"{directory} holds an exported {exported.metadata['architecture']}; the {task} "
+                             f"pipeline needs a {cls.hf_architecture}")
+        return exported, directory
     return cls.from_pretrained(directory, **options), directory
 
 
@@ -55,6 +64,9 @@ def load_tokenizer(directory, model_type):
 
 
 def model_family(model):
+    model_type = getattr(model.config, "model_type", None)  # Keras models and exported ones alike
+    if model_type in ("deberta", "deberta-v2"):
+        return model_type
     return "deberta-v2" if type(model).__name__.startswith("TFDebertaV2") else "deberta"
 
 
