@@ -64,6 +64,8 @@ def read_json_object(path, error=ValueError):
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise error(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:  # the parser recurses once per nesting level
+        raise error(f"{path} nests JSON deeper than Python's recursion limit; no config is that deep") from None
     if not isinstance(data, dict):
         raise error(f"{path} does not hold a JSON object")
     return data

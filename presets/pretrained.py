@@ -7,6 +7,7 @@ import keras
 
 from presets import keras_compat
 from presets.adapters import AdaptersMixin
+from presets.config_bounds import check_against_stored_weights, check_buildable, check_file_values
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
@@ -47,6 +48,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
             config = self.config_class.from_dict(config)
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        check_buildable(config, config.field_specs)  # before any layer: sizes within the documented maxima
         explicit_policy = kwargs.get("dtype") is not None
         super().__init__(**kwargs)
         self.config = config
@@ -111,7 +113,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         if isinstance(config, cls.config_class):
             return cls(config)
         config = dict(config)
-        model_config = cls.config_class.from_dict(config.pop("config"))
+        model_config = cls._config_from_keras_file(config.pop("config"))
         dtype = config.pop("dtype", None)
         if isinstance(dtype, dict):
             dtype = keras.saving.deserialize_keras_object(dtype)
@@ -120,6 +122,18 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         if quantized_layers:  # integer variables must exist before Keras restores the weights
             model._requantize_layers(quantized_layers)
         return model
+
+    @classmethod
+    def _config_from_keras_file(cls, values):
+        """The model config inside a Keras config, held to the bounds of a config.json and, when a
+        `.keras` archive is being loaded, to what the weights stored in it can hold, before any
+        layer is built."""
+        check_file_values(values, cls.config_class.field_specs, "the Keras config")
+        config = cls.config_class.from_dict(values)
+        stored = keras_compat.stored_weights_bytes_being_loaded()
+        if stored is not None:
+            check_against_stored_weights(config, stored, "the .keras file")
+        return config
 
     def save(self, filepath, overwrite=True, **kwargs):
         """Keras' `model.save`, made atomic: the file is written under a hidden temporary name and

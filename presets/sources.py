@@ -53,8 +53,8 @@ def read_safetensors_header(path):
             raise CheckpointError(f"{path}: header length {header_len} exceeds the file; truncated or not safetensors")
         try:
             header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     data_size = size - 8 - header_len
@@ -165,8 +165,8 @@ def read_index(index_path):
             weight_map = json.load(f)["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{index_path}: not a valid shard index ({e})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{index_path}: not a valid shard index ({type(e).__name__}: {e})") from None
     for filename in weight_map.values():
         if not isinstance(filename, str) or os.path.basename(filename) != filename:
             raise CheckpointError(f"{index_path}: shard name {filename!r} must be a plain file name")
