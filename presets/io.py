@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 
@@ -13,14 +14,19 @@ def _temporary_prefix(path):
 def remove_stale_temporaries(path, suffix=""):
     """Deletes temporaries that an interrupted save of `path` left behind (a crash skips the
     cleanup below). They are hidden and never read, so a save would also work beside them."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix, ending = _temporary_prefix(path), ".tmp" + suffix
+    remove_stale_temporaries_in(os.path.dirname(os.path.abspath(path)), re.escape(os.path.basename(path)), suffix)
+
+
+def remove_stale_temporaries_in(directory, name_pattern, suffix=""):
+    """Deletes the temporaries of interrupted saves of every file in `directory` whose name
+    matches the regex `name_pattern` (e.g. every shard name, whatever the earlier shard count)."""
+    temporary = re.compile(r"^\.(?:" + name_pattern + r")\..*\.tmp" + re.escape(suffix) + "$", re.DOTALL)
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
     for name in names:
-        if name.startswith(prefix) and name.endswith(ending):
+        if temporary.match(name):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(directory, name))
 
@@ -49,6 +55,7 @@ def atomic_path(path, suffix=""):
 
 
 def atomic_write_text(path, text):
+    remove_stale_temporaries(path)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -40,8 +40,9 @@ _MAX_HEADER = 100 * 2**20  # the safetensors library's own limit
 def read_safetensors_header(path):
     """{name: (dtype, shape, (begin, end))} of a safetensors file, checked against its size.
 
-    Raises CheckpointError for a truncated file, a corrupt header, an unknown dtype or a tensor
-    whose byte range does not match its shape or reaches past the end of the file.
+    Raises CheckpointError for a truncated file, a corrupt header, an unknown dtype, a tensor
+    whose byte range does not match its shape or reaches past the end of the file, and byte ranges
+    that overlap or leave gaps.
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -75,7 +76,25 @@ def read_safetensors_header(path):
         if end - begin != math.prod(shape) * dtype.itemsize:  # Python ints: no int64 wrap-around
             raise CheckpointError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
         out[name] = (dtype, shape, (begin, end))
+    _check_byte_ranges_tile(path, out, data_size)
     return out
+
+
+def _check_byte_ranges_tile(path, entries, data_size):
+    """Refuses tensors whose byte ranges overlap or leave gaps, as the `safetensors` library does:
+    the ranges, sorted, must tile the data section exactly. Overlap would let one tensor's bytes
+    (an embedding) be read as another (a bias); a gap or trailing bytes are data nothing owns."""
+    end_so_far, previous = 0, None
+    for name, (_, _, (begin, end)) in sorted(entries.items(), key=lambda item: item[1][2]):
+        if begin != end_so_far:
+            what = "overlaps" if begin < end_so_far else "leaves a gap after"
+            other = repr(previous) if previous is not None else "the start of the data"
+            raise CheckpointError(f"{path}: tensor {name!r} (bytes {begin}..{end}) {what} {other}; tensors' byte "
+                                  f"ranges must tile the data without overlaps or gaps")
+        end_so_far, previous = end, name
+    if end_so_far != data_size:
+        raise CheckpointError(f"{path}: {data_size - end_so_far} bytes after the last tensor belong to no "
+                              f"tensor; not a well-formed safetensors file")
 
 
 class Shard:
