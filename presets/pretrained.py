@@ -13,7 +13,7 @@ from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
 from presets.io import atomic_path, remove_stale_temporaries
 from presets.layout import LayoutMapMixin, build_checking_layouts
-from presets.model_io import OUTPUT_FLAGS, check_int32_range
+from presets.model_io import OUTPUT_FLAGS, check_int32_range, python_rows_as_array
 from presets.task_protocol import TaskProtocol
 from presets.tf_datasets import TFDatasetMixin
 from presets.training import CheckedStepsMixin, TrainingHooksMixin
@@ -82,6 +82,10 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         return self
 
     def __call__(self, *args, **kwargs):
+        if args:
+            args = (python_rows_as_array(args[0]),) + args[1:]
+        if "input_ids" in kwargs:
+            kwargs["input_ids"] = python_rows_as_array(kwargs["input_ids"])
         # Keras converts numpy inputs to the backend's tensors before `call` sees them; on JAX int64
         # becomes int32 and ids >= 2**31 wrap silently, so 64-bit host integers are checked first.
         check_int32_range(args[0] if args else kwargs.get("input_ids"), "input_ids")
