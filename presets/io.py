@@ -35,11 +35,13 @@ def remove_stale_temporaries_in(directory, name_pattern, suffix=""):
 def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path`; on success it replaces `path`, on error it vanishes.
 
-    A crash mid-write therefore never leaves a half-written file under the final name. `suffix`
-    ends the temporary name, for writers that insist on an extension (Keras wants ".keras").
+    A crash mid-write therefore never leaves a half-written file under the final name; the
+    temporaries such crashes left are removed first. `suffix` ends the temporary name, for writers
+    that insist on an extension (Keras wants ".keras").
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
     try:
@@ -55,7 +57,6 @@ def atomic_path(path, suffix=""):
 
 
 def atomic_write_text(path, text):
-    remove_stale_temporaries(path)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -11,7 +11,7 @@ from presets.config_bounds import check_against_stored_weights, check_buildable,
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
-from presets.io import atomic_path, remove_stale_temporaries
+from presets.io import atomic_path
 from presets.layout import LayoutMapMixin, build_checking_layouts
 from presets.model_io import OUTPUT_FLAGS, check_int32_range, python_rows_as_array
 from presets.task_protocol import TaskProtocol
@@ -158,8 +158,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
             return keras_save(filepath, overwrite=overwrite, **kwargs)  # Keras' own error or a directory
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        remove_stale_temporaries(path, ending)
-        with atomic_path(path, suffix=ending) as tmp:
+        with atomic_path(path, suffix=ending) as tmp:  # also removes temporaries of earlier crashed saves
             keras_save(tmp, overwrite=True, **kwargs)
 
     def build_from_config(self, config):

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from presets.io import atomic_path, atomic_write_text, remove_stale_temporaries, remove_stale_temporaries_in
+from presets.io import atomic_path, atomic_write_text, remove_stale_temporaries_in
 from presets.sources import SAFETENSORS_CODES
 
 WEIGHTS_NAME = "model.safetensors"
@@ -156,6 +156,5 @@ def save_safetensors(tensors, path, metadata=None):
     """Writes {name: numpy array} as one safetensors file via a temporary file renamed into place."""
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     layout = {k: (v.shape, v.dtype) for k, v in tensors.items()}
-    remove_stale_temporaries(path)
     with atomic_path(path) as tmp:
         write_safetensors(tmp, layout, list(tensors), tensors.__getitem__, metadata)
