@@ -38,7 +38,8 @@ def check_length_arguments(tokenizer, padding, truncation, max_length, stride, p
             raise ValueError(f"max_length must be >= 0, got {max_length}")
         own = tokenizer.model_max_length if tokenizer.model_max_length <= LARGE_INTEGER else 0
         limit = max(MAX_PADDED_LENGTH, own)
-        if padding not in (False, None, "do_not_pad", "longest") and max_length > limit:
+        pads_to_max_length = str(getattr(padding, "value", padding)) == "max_length"  # a str or PaddingStrategy
+        if pads_to_max_length and max_length > limit:
             raise ValueError(f"max_length={max_length} with padding={padding!r} would pad every row to "
                              f"{max_length} tokens; the limit is {limit} (model_max_length is "
                              f"{tokenizer.model_max_length})")

@@ -105,6 +105,7 @@ class IdsMixin:
         transformers' `pad`: input_ids with pad_token_id, token_type_ids with pad_token_type_id,
         special_tokens_mask with 1 and a 0 attention mask; other keys are left as they are."""
         del verbose
+        check_length_arguments(self, padding, False, max_length, 0, pad_to_multiple_of, add_special_tokens=False)
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         encoded_inputs = dict(encoded_inputs)

@@ -151,11 +151,12 @@ def check_file_values(values, specs, source="config"):
 
 
 def check_buildable(config, specs):
-    """Checks a config's fields against their bounds where a model is built from it."""
+    """Checks a config's numeric fields against their bounds where a model is built from it (the
+    other fields may hold what transformers allows in Python, e.g. an activation function)."""
     source = type(config).__name__
     for field, spec in {**BASE_SPECS, **specs}.items():
         value = getattr(config, field, None)
-        if value is not None:
+        if value is not None and spec[0].startswith(("int", "float")):
             check_value(field, value, spec, source)
 
 

@@ -422,7 +422,9 @@ def tokenizer_case(name):
 
 
 def pad_to_huge_max_length(version):
-    expect_error(lambda: tokenizer_case(version)("hi", padding="max_length", max_length=10**9), ValueError,
+    tok = tokenizer_case(version)
+    expect_error(lambda: tok("hi", padding="max_length", max_length=10**9), ValueError, "max_length=1000000000")
+    expect_error(lambda: tok.pad({"input_ids": [[5, 6]]}, padding="max_length", max_length=10**9), ValueError,
                  "max_length=1000000000")
 
 
