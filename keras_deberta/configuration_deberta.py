@@ -11,6 +11,7 @@ never blocked; see `layers.DisentangledSelfAttention`). It changes memory, not t
 left out of `to_dict` while None, so config.json files stay as transformers writes them.
 """
 
+from presets import config_bounds as cb
 from presets.config import BaseConfig
 
 _SHARED_DEFAULTS = dict(
@@ -19,6 +20,29 @@ _SHARED_DEFAULTS = dict(
     max_relative_positions=-1, position_biased_input=True, pos_att_type=None, pooler_dropout=0.0,
     pooler_hidden_act="gelu", legacy=True, embedding_size=None, pooler_hidden_size=None, cls_dropout=None,
     attention_block_size=None,
+)
+
+
+# Types and ranges of the fields (presets/config_bounds.py): checked on configs read from files and
+# where a model is built.
+_FIELD_SPECS = dict(
+    vocab_size=cb.int_field(1, cb.MAX_VOCAB_SIZE), hidden_size=cb.int_field(1, cb.MAX_WIDTH),
+    num_hidden_layers=cb.int_field(1, cb.MAX_LAYERS), num_attention_heads=cb.int_field(1, cb.MAX_HEADS),
+    intermediate_size=cb.int_field(1, cb.MAX_INTERMEDIATE_SIZE),
+    max_position_embeddings=cb.int_field(1, cb.MAX_POSITIONS),
+    max_relative_positions=cb.int_field(None, cb.MAX_POSITIONS),
+    position_buckets=cb.int_field(None, cb.MAX_POSITIONS), type_vocab_size=cb.int_field(0, cb.MAX_SMALL_TABLE),
+    embedding_size=cb.int_field(1, cb.MAX_WIDTH, optional=True),
+    pooler_hidden_size=cb.int_field(1, cb.MAX_WIDTH, optional=True),
+    attention_head_size=cb.int_field(1, cb.MAX_HEAD_DIM, optional=True),
+    conv_kernel_size=cb.int_field(0, cb.MAX_SMALL_TABLE), conv_groups=cb.int_field(1, cb.MAX_SMALL_TABLE),
+    attention_block_size=cb.int_field(0, cb.MAX_POSITIONS, optional=True),
+    layer_norm_eps=cb.float_field(0, low_open=True), initializer_range=cb.float_field(0),
+    hidden_dropout_prob=cb.float_field(0, 1), attention_probs_dropout_prob=cb.float_field(0, 1),
+    pooler_dropout=cb.float_field(0, 1), cls_dropout=("float?", 0, 1),
+    relative_attention=cb.BOOL, position_biased_input=cb.BOOL, share_att_key=cb.BOOL, legacy=cb.BOOL,
+    talking_head=cb.BOOL, hidden_act=cb.STR, pooler_hidden_act=cb.STR, conv_act=cb.STR, norm_rel_ebd=cb.STR,
+    pos_att_type=("pos_att_type", None, None),
 )
 
 
@@ -51,6 +75,7 @@ def _validate(config):
 
 class _DebertaConfigBase(BaseConfig):
     field_defaults = {}
+    field_specs = _FIELD_SPECS
 
     def __init__(self, pad_token_id=0, **kwargs):
         fields = {name: kwargs.pop(name, default) for name, default in self.field_defaults.items()}
@@ -78,6 +103,26 @@ class _DebertaConfigBase(BaseConfig):
         if self.position_buckets > 0:
             return 2 * self.position_buckets
         return 2 * self.resolved_max_relative_positions
+
+    # --- what the checkpoint's tensors must agree with (presets/config_bounds.py) ---------------
+    def checkpoint_shape_claims(self):
+        claims = [("embeddings.word_embeddings.weight", 0, self.vocab_size, "vocab_size"),
+                  ("embeddings.word_embeddings.weight", 1, self.embedding_size, "embedding_size"),
+                  ("encoder.layer.0.intermediate.dense.weight", 0, self.intermediate_size, "intermediate_size")]
+        if self.position_biased_input:
+            claims.append(("embeddings.position_embeddings.weight", 0, self.max_position_embeddings,
+                           "max_position_embeddings"))
+        if self.type_vocab_size > 0:
+            claims.append(("embeddings.token_type_embeddings.weight", 0, self.type_vocab_size, "type_vocab_size"))
+        if self.relative_attention:
+            claims.append(("encoder.rel_embeddings.weight", 0, self.relative_table_rows,
+                           "position_buckets / max_relative_positions"))
+        return claims
+
+    def minimum_weight_count(self):
+        # The word embeddings and each layer's attention and feed-forward kernels.
+        layer = 4 * self.hidden_size ** 2 + 2 * self.hidden_size * self.intermediate_size
+        return self.vocab_size * self.embedding_size + self.num_hidden_layers * layer
 
     def to_dict(self):
         out = super().to_dict()

@@ -14,6 +14,7 @@ from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
 from presets import keras_compat
+from presets.config_bounds import require_labels
 from presets.model_io import check_index_range, check_same_shape, sequence_reference
 from presets.mapping import add_dense_specs, add_layer_norm_specs
 from presets.pretrained import TFPreTrainedModel
@@ -218,7 +219,7 @@ class SequenceClassificationTask(_PooledClassifier):
     export_text_signatures = ("serve_text", "serve_text_pair")
 
     def build_head(self, config):
-        self._build_pooled(config, config.num_labels)
+        self._build_pooled(config, require_labels(config))
 
     def head(self, sequence_output, inputs, training=False):
         return {"logits": self._pooled_logits(sequence_output, training)}
@@ -275,7 +276,7 @@ class TokenClassificationTask:
 
     def build_head(self, config):
         self.classifier_dropout = keras.layers.Dropout(config.hidden_dropout_prob)
-        self.classifier = _dense(config.num_labels, config, "classifier")
+        self.classifier = _dense(require_labels(config), config, "classifier")
 
     def head_layer_shapes(self):
         return [(self.classifier, (None, None, self.config.hidden_size))]
@@ -301,7 +302,7 @@ class QuestionAnsweringTask:
     primary_output_names = ("start_logits", "end_logits")
 
     def build_head(self, config):
-        self.qa_outputs = _dense(config.num_labels, config, "qa_outputs")
+        self.qa_outputs = _dense(require_labels(config), config, "qa_outputs")
 
     def head_layer_shapes(self):
         return [(self.qa_outputs, (None, None, self.config.hidden_size))]

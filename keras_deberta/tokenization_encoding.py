@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_deberta.tokenization_arguments import check_length_arguments, check_valid_unicode
 from presets.tokenizer_types import LARGE_INTEGER, BatchEncoding, SequenceEncoding
 
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
@@ -167,6 +168,9 @@ class EncodingMixin:
         alignments of `word_ids()` / `sequence_ids()` / `char_to_token()`.
         """
         del verbose
+        check_length_arguments(self, padding, truncation, max_length, stride, pad_to_multiple_of,
+                               add_special_tokens, pair=text_pair is not None)
+        check_valid_unicode(text, text_pair)
         padding, truncation, max_length = self._padding_truncation(padding, truncation, max_length,
                                                                    pad_to_multiple_of)
         if return_tensors not in (None, "np"):

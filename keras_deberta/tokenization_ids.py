@@ -5,6 +5,7 @@ rule for pairs, overflow returned as `overflowing_tokens`) and `pad`.
 
 import numpy as np
 
+from keras_deberta.tokenization_arguments import check_length_arguments
 from keras_deberta.tokenization_encoding import TRUNCATION_STRATEGIES, as_int64_array, check_strategy
 from presets.tokenizer_types import BatchEncoding
 
@@ -20,6 +21,8 @@ class IdsMixin:
         """Adds special tokens to ids (and pair_ids), truncates and pads them: transformers' Python
         backend's `prepare_for_model`, its truncation rule and `overflowing_tokens` included."""
         del verbose
+        check_length_arguments(self, padding, truncation, max_length, stride, pad_to_multiple_of,
+                               add_special_tokens, pair=pair_ids is not None)
         padding, truncation, max_length = self._padding_truncation(padding, truncation, max_length,
                                                                    pad_to_multiple_of)
         if return_tensors not in (None, "np"):
@@ -102,6 +105,7 @@ class IdsMixin:
         transformers' `pad`: input_ids with pad_token_id, token_type_ids with pad_token_type_id,
         special_tokens_mask with 1 and a 0 attention mask; other keys are left as they are."""
         del verbose
+        check_length_arguments(self, padding, False, max_length, 0, pad_to_multiple_of, add_special_tokens=False)
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         encoded_inputs = dict(encoded_inputs)

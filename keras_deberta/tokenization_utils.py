@@ -19,6 +19,7 @@ import copy
 import json
 import os
 
+from keras_deberta.tokenization_arguments import check_decode_ids
 from keras_deberta.tokenization_encoding import EncodingMixin, Pieces
 from keras_deberta.tokenization_ids import IdsMixin
 from keras_deberta.tokenization_special import (
@@ -308,7 +309,7 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
             token_ids = token_ids["input_ids"]
         if hasattr(token_ids, "tolist"):
             token_ids = token_ids.tolist()
-        ids = [int(token_ids)] if isinstance(token_ids, int) else [int(i) for i in token_ids]
+        ids = check_decode_ids(token_ids)
         if skip_special_tokens and not self._model.owns_added_tokens:
             skip = set(self.all_special_ids) | {i for i, t in self._added_decoder.items() if t.special}
             ids = [i for i in ids if i not in skip]

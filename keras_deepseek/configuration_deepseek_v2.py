@@ -1,7 +1,29 @@
 """DeepseekV2Config: transformers 5.x field names and defaults, reading both config.json forms."""
 
 from layers.rotary import normalize_rope_parameters
+from presets import config_bounds as cb
 from presets.config import BaseConfig
+
+# Types and ranges of the fields (presets/config_bounds.py): checked on configs read from files and
+# where a model is built.
+_FIELD_SPECS = dict(
+    vocab_size=cb.int_field(1, cb.MAX_VOCAB_SIZE), hidden_size=cb.int_field(1, cb.MAX_WIDTH),
+    intermediate_size=cb.int_field(1, cb.MAX_INTERMEDIATE_SIZE), num_hidden_layers=cb.int_field(1, cb.MAX_LAYERS),
+    num_attention_heads=cb.int_field(1, cb.MAX_HEADS), num_key_value_heads=cb.int_field(1, cb.MAX_HEADS, True),
+    max_position_embeddings=cb.int_field(1, cb.MAX_ROTARY_POSITIONS),
+    kv_lora_rank=cb.int_field(1, cb.MAX_WIDTH), q_lora_rank=cb.int_field(1, cb.MAX_WIDTH, optional=True),
+    qk_nope_head_dim=cb.int_field(0, cb.MAX_HEAD_DIM), qk_rope_head_dim=cb.int_field(2, cb.MAX_HEAD_DIM),
+    v_head_dim=cb.int_field(1, cb.MAX_HEAD_DIM), n_routed_experts=cb.int_field(0, cb.MAX_EXPERTS, optional=True),
+    n_shared_experts=cb.int_field(0, cb.MAX_EXPERTS, optional=True),
+    num_experts_per_tok=cb.int_field(1, cb.MAX_EXPERTS, optional=True),
+    moe_intermediate_size=cb.int_field(1, cb.MAX_INTERMEDIATE_SIZE),
+    first_k_dense_replace=cb.int_field(0, cb.MAX_LAYERS), moe_layer_freq=cb.int_field(1, cb.MAX_LAYERS),
+    n_group=cb.int_field(1, cb.MAX_EXPERTS, optional=True), topk_group=cb.int_field(1, cb.MAX_EXPERTS, optional=True),
+    rms_norm_eps=cb.float_field(0, low_open=True), initializer_range=cb.float_field(0),
+    routed_scaling_factor=cb.float_field(), attention_dropout=cb.float_field(0, 1),
+    aux_loss_alpha=cb.float_field(), hidden_act=cb.STR, topk_method=cb.STR, scoring_func=cb.STR,
+    attention_bias=cb.BOOL, mlp_bias=cb.BOOL, norm_topk_prob=cb.BOOL, seq_aux=cb.BOOL, use_cache=cb.BOOL,
+)
 
 
 class DeepseekV2Config(BaseConfig):
@@ -17,6 +39,7 @@ class DeepseekV2Config(BaseConfig):
     """
 
     model_type = "deepseek_v2"
+    field_specs = _FIELD_SPECS
 
     def __init__(
         self,
@@ -157,6 +180,27 @@ class DeepseekV2Config(BaseConfig):
     def cache_values_per_token(self):
         """Values one layer caches per token: kv_lora_rank + qk_rope_head_dim."""
         return self.kv_lora_rank + self.qk_rope_head_dim
+
+    # --- what the checkpoint's tensors must agree with (presets/config_bounds.py) ---------------
+    def checkpoint_shape_claims(self):
+        claims = [("embed_tokens.weight", 0, self.vocab_size, "vocab_size"),
+                  ("embed_tokens.weight", 1, self.hidden_size, "hidden_size"),
+                  ("lm_head.weight", 0, self.vocab_size, "vocab_size"),
+                  ("layers.0.self_attn.kv_a_proj_with_mqa.weight", 0, self.cache_values_per_token,
+                   "kv_lora_rank + qk_rope_head_dim")]
+        if not self.is_moe_layer(0):
+            claims.append(("layers.0.mlp.gate_proj.weight", 0, self.intermediate_size, "intermediate_size"))
+        return claims
+
+    def checkpoint_count_claims(self):
+        return super().checkpoint_count_claims() + [
+            (r"\.mlp\.experts\.(\d+)\.", self.n_routed_experts or 0, "n_routed_experts")]
+
+    def minimum_weight_count(self):
+        # The embeddings and each layer's latent KV projections and attention output.
+        layer = self.hidden_size * self.cache_values_per_token + \
+            self.num_attention_heads * self.v_head_dim * self.hidden_size
+        return self.vocab_size * self.hidden_size + self.num_hidden_layers * layer
 
     def to_dict(self):
         out = super().to_dict()

@@ -20,6 +20,7 @@ every backend (up to float ties).
 
 import collections
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -55,12 +56,33 @@ def sampling_settings(temperature, top_k, top_p, eos, pad):
                 pad=np.asarray(pad, "int32"))
 
 
-def _as_int_list(value):
+def _as_int_list(value, name="eos_token_id"):
     if value is None:
         return []
-    if isinstance(value, numbers.Integral):
-        return [int(value)]
-    return [int(v) for v in value]
+    items = [value] if isinstance(value, numbers.Integral) or not isinstance(value, (list, tuple, np.ndarray)) \
+        else list(value)
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a list of ints, got {type(item).__name__} {item!r}")
+    return [int(v) for v in items]
+
+
+def check_token_ids(eos, pad, vocab_size):
+    """eos ids and the pad id must be token ids of the model ([0, vocab_size)): an id outside
+    could never be produced (eos) or would be written into the output (pad)."""
+    for name, ids in (("eos_token_id", eos), ("pad_token_id", [pad])):
+        bad = [i for i in ids if not 0 <= i < vocab_size]
+        if bad:
+            raise ValueError(f"{name} must lie in [0, {vocab_size}), got {bad[0]}")
+
+
+def warn_if_right_padded(mask):
+    """transformers' warning for right-padded prompts: a decoder-only model continues from the
+    last position, so a row ending in padding continues after its pad tokens."""
+    if mask.shape[0] and not mask[:, -1].all():
+        warnings.warn("A decoder-only architecture is being used, but right-padding was detected! For correct "
+                      "generation results, please set `padding_side='left'` when initializing the tokenizer.",
+                      stacklevel=3)
 
 
 class GenerationMixin:
@@ -108,6 +130,7 @@ class GenerationMixin:
         mask = (mask != 0).astype("int32")
         if not mask.any(axis=1).all():
             raise ValueError("every row of attention_mask needs at least one token")
+        warn_if_right_padded(mask)
         if not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
         max_new_tokens = int(max_new_tokens)
@@ -126,7 +149,9 @@ class GenerationMixin:
         eos = _as_int_list(config.eos_token_id if eos_token_id is self._UNSET else eos_token_id)
         if pad_token_id is None:
             pad_token_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
-        if max_new_tokens == 0:
+        (pad_token_id,) = _as_int_list(pad_token_id, "pad_token_id")
+        check_token_ids(eos, pad_token_id, config.vocab_size)
+        if max_new_tokens == 0 or batch == 0:  # nothing to generate (an empty batch: an empty answer)
             return ops.convert_to_tensor(ids)
         self.build_with_dummy_inputs()
 

@@ -13,6 +13,7 @@ from keras_deepseek.generation import GenerationMixin
 from keras_deepseek.weight_map import decoder_weight_specs
 from layers import losses
 from layers.embeddings import embedding_table
+from presets.config_bounds import require_labels
 from presets.model_io import check_index_range, check_same_shape, sequence_reference
 from presets.pretrained import TFPreTrainedModel
 
@@ -148,7 +149,7 @@ class TFDeepseekV2ForSequenceClassification(TFDeepseekV2PreTrainedModel):
     label_names = ("labels",)
 
     def create_head(self, config):
-        self.score = keras.layers.Dense(config.num_labels, use_bias=False, name="score",
+        self.score = keras.layers.Dense(require_labels(config), use_bias=False, name="score",
                                         kernel_initializer=weight_initializer(config))
 
     def head_layers(self):

@@ -10,6 +10,11 @@ no [L, L] (let alone [B, H, L, L]) index tensor is ever built.
 import numpy as np
 from keras import ops
 
+# The longest relative distance a row map is built for: the map is a vector over [-D, D], so an
+# unbounded max_relative_positions / position_buckets would allocate without bound (2**20: an
+# 8 MB map; sequences of a million tokens are far beyond any DeBERTa checkpoint).
+MAX_RELATIVE_DISTANCE = 2**20
+
 
 def log_bucket_position(relative_pos, bucket_size, max_position):
     """Maps relative distances to log buckets exactly as transformers' `make_log_bucket_position`.
@@ -44,6 +49,9 @@ def relative_position_rows(span, position_buckets, max_relative_positions):
         distance d; distances beyond +-D map to the same row as +-D.
     """
     max_distance = max(int(max_relative_positions), int(span), 1)
+    if max_distance > MAX_RELATIVE_DISTANCE:
+        raise ValueError(f"relative span {max_distance} (max_relative_positions / position_buckets) exceeds "
+                         f"the supported maximum {MAX_RELATIVE_DISTANCE}")
     distances = np.arange(-max_distance, max_distance + 1, dtype=np.int64)
     if position_buckets > 0 and max_relative_positions > 0:
         distances = log_bucket_position(distances, position_buckets, max_relative_positions)

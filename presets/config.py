@@ -10,6 +10,7 @@ import copy
 import json
 import os
 
+from presets.config_bounds import LAYER_INDEX, check_file_values
 from presets.errors import CheckpointError
 from presets.hub import resolve_config_dict
 from presets.io import atomic_write_text, read_json_object
@@ -22,6 +23,9 @@ class BaseConfig:
 
     model_type = None
     is_composition = False  # transformers: True for configs made of sub-configs (encoder-decoder)
+    # {field: spec} (presets/config_bounds.py): types and ranges a config read from a file must
+    # respect, and the maxima a model is built under.
+    field_specs = {}
 
     # Fields every HF config has; subclass fields come on top of these.
     def __init__(
@@ -124,10 +128,17 @@ class BaseConfig:
         return config
 
     @classmethod
+    def from_file_dict(cls, config_dict, source, **overrides):
+        """`from_dict` for a dict read from a file: every known field's type and range is checked
+        first (ConfigFieldTypeError / ConfigFieldError naming the field and `source`)."""
+        check_file_values(config_dict, cls.field_specs, source)
+        return cls.from_dict(config_dict, **overrides)
+
+    @classmethod
     def from_json_file(cls, path, **overrides):
         if not os.path.isfile(path):
             raise CheckpointError(f"no config file at {path}")
-        return cls.from_dict(read_json_object(path, error=CheckpointError), **overrides)
+        return cls.from_file_dict(read_json_object(path, error=CheckpointError), path, **overrides)
 
     def to_json_file(self, path):
         atomic_write_text(path, self.to_json_string())
@@ -141,7 +152,20 @@ class BaseConfig:
                 raise CheckpointError(f"subfolder= needs a local directory, got {name_or_path!r}")
             name_or_path = os.path.join(name_or_path, subfolder)
         config_dict = resolve_config_dict(name_or_path)
-        return cls.from_dict(config_dict, **overrides)
+        return cls.from_file_dict(config_dict, f"config of {name_or_path}", **overrides)
+
+    # --- what the weights on disk must agree with (presets/config_bounds.py) --------------------
+    def checkpoint_shape_claims(self):
+        """(HF tensor name suffix, axis, size, field) for tensors whose shape follows from a field."""
+        return []
+
+    def checkpoint_count_claims(self):
+        """(regex with one group of digits, count, field) for numbered checkpoint tensors."""
+        return [(LAYER_INDEX, self.num_hidden_layers, "num_hidden_layers")]
+
+    def minimum_weight_count(self):
+        """A lower bound on the weights of any model built from this config."""
+        return 0
 
     def save_pretrained(self, directory):
         os.makedirs(directory, exist_ok=True)

@@ -28,7 +28,9 @@ off while tracing: on JAX they are a host callback, which jax2tf cannot serialis
 host_callbacks is not yet implemented"), and gathers in XLA would otherwise clamp silently. Instead
 every signature checks its inputs with TensorFlow asserts before the model runs, identically on
 every backend: ids in [0, vocab_size), token type ids in [0, type_vocab_size), mask and type ids of
-the shape of input_ids, and the length within the absolute position table where there is one. A bad
+the shape of input_ids, every input of the signature's rank (a signature does not check the shape
+it is called with) with a non-empty batch and length, texts of rank 1 in a non-empty batch, and the
+length within the absolute position table where there is one. A bad
 request fails with InvalidArgumentError naming the input (TF Serving answers HTTP 400 with that
 message) instead of returning numbers computed from clamped ids.
 
@@ -294,12 +296,34 @@ def polymorphic_constraints(model):
     return [] if max_length is None else [f"length <= {int(max_length)}"]
 
 
+def _runtime_rank(x):
+    """The rank of `x` as the request gives it. A SavedModel signature does not check the shapes
+    of what it is called with, and `tf.rank` of an input traced as [None, None] is folded into the
+    constant 2; the length of the runtime shape is not."""
+    import tensorflow as tf
+
+    return tf.reduce_sum(tf.cast(tf.shape(x) >= 0, tf.int32))
+
+
+def _shape_checks(name, x, rank, what):
+    """Asserts that `x` has `rank` axes and a non-empty batch (an empty one failed deep inside the
+    graph, in the pooler's slice)."""
+    import tensorflow as tf
+
+    return [tf.debugging.assert_equal(_runtime_rank(x), rank, message=f"{name} must have shape {what}"),
+            tf.debugging.assert_positive(tf.shape(x)[0], message=f"{name}: the batch is empty; send at least one row")]
+
+
 def _input_checks(model, inputs, max_length):
     """TensorFlow asserts of the signature's inputs (see the module docstring)."""
     import tensorflow as tf
 
     ids = inputs["input_ids"]
-    checks = []
+    rank = int(getattr(model, "input_rank", 2))
+    what = "[batch, num_choices, length]" if rank == 3 else "[batch, length]"
+    checks = [check for name, value in inputs.items() for check in _shape_checks(name, value, rank, what)]
+    checks.append(tf.debugging.assert_positive(
+        tf.shape(ids)[-1], message="input_ids: the sequence length is 0; give at least one token"))
     for name, value in inputs.items():
         if name != "input_ids":
             checks.append(tf.debugging.assert_equal(
@@ -387,6 +411,11 @@ def _add_text_signatures(archive, model, preprocessor, checked):
 
     names = tuple(model.export_text_signatures)
 
+    def texts(*strings):  # each [B] tf.string, checked before the tokeniser sees it
+        checks = [check for n, t in zip(("text", "text_pair"), strings) for check in _shape_checks(n, t, 1, "[batch]")]
+        with tf.control_dependencies(checks):
+            return [tf.identity(t) for t in strings]
+
     def run(encoded):  # the preprocessor's dict of [B, L] tensors -> model outputs + the encoding
         inputs = {name: tf.cast(encoded[name], tf.int32) for name in model.export_input_names}
         outputs = dict(checked(inputs))
@@ -397,13 +426,13 @@ def _add_text_signatures(archive, model, preprocessor, checked):
         single = model.text_serving_module(preprocessor)
         archive.track(single)  # its tf-text resources (also on JAX / torch, where Keras layers are not tracked)
         archive.add_endpoint(TEXT_SIGNATURE, tf.function(
-            lambda text: run(single.serve(text)),
+            lambda text: run(single.serve(*texts(text))),
             input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False))
     if TEXT_PAIR_SIGNATURE in names:
         pairs = model.text_serving_module(preprocessor, pairs=True)
         archive.track(pairs)
         archive.add_endpoint(TEXT_PAIR_SIGNATURE, tf.function(
-            lambda text, text_pair: run(pairs.serve(text, text_pair)),
+            lambda text, text_pair: run(pairs.serve(*texts(text, text_pair))),
             input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                              tf.TensorSpec([None], tf.string, name="text_pair")], autograph=False))
 

@@ -6,6 +6,7 @@ import os
 import re
 import warnings
 
+from presets.config_bounds import check_against_checkpoint
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
 from presets.keras_compat import deferred_initialisation
 from presets.lazy_init import initialise_remaining
@@ -62,7 +63,8 @@ class HFCheckpointMixin:
             dtype = torch_dtype
         directory = resolve_checkpoint_dir(name_or_path, revision=revision)
         if config is None:
-            config = cls.config_class.from_dict(resolve_config_dict(directory), **config_overrides)
+            config = cls.config_class.from_file_dict(resolve_config_dict(directory), f"{directory}/config.json",
+                                                     **config_overrides)
         elif isinstance(config, dict):
             config = cls.config_class.from_dict(config, **config_overrides)
         else:
@@ -70,6 +72,8 @@ class HFCheckpointMixin:
             for key, value in config_overrides.items():  # after construction, as from_dict does
                 setattr(config, key, value)
         tensors, source = open_checkpoint(directory)  # headers only: every shard checked
+        # The config's sizes against the headers, before any variable: a model costs what its file holds.
+        check_against_checkpoint(config, tensors, source)
         policy = resolve_load_policy(dtype, config, tensors)
         model_kwargs = {"remat": remat} if policy is None else {"remat": remat, "dtype": policy}
         # Every variable starts unfilled instead of with a random draw the checkpoint would

@@ -201,3 +201,32 @@ def patch_tf2onnx():
     from keras.src.export.tf2onnx_lib import patch_tf2onnx as keras_patch
 
     keras_patch()
+
+
+# Members of a `.keras` archive that hold the weights (Keras 3 writes one of them).
+_KERAS_WEIGHTS_MEMBERS = ("model.weights.h5", "model.weights.npz")
+
+
+def stored_weights_bytes_being_loaded():
+    """Bytes of the weights inside the `.keras` archive that `keras.saving.load_model` is reading
+    right now (None outside such a load). Keras deserialises the model before it opens the
+    weights and passes the archive to no hook, so this looks for the open `zipfile.ZipFile` of
+    `saving_lib._load_model_from_fileobj` up the stack; a public "archive being loaded" API would
+    replace it. It lets `from_config` bound a hostile config by the weights the file holds."""
+    import inspect
+    import zipfile
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            if frame.f_code.co_name == "_load_model_from_fileobj":
+                archive = frame.f_locals.get("zf")
+                if isinstance(archive, zipfile.ZipFile):
+                    sizes = [info.file_size for info in archive.infolist()
+                             if info.filename in _KERAS_WEIGHTS_MEMBERS]
+                    return sum(sizes) if sizes else None
+                return None
+            frame = frame.f_back
+        return None
+    finally:
+        del frame

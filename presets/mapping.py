@@ -247,6 +247,10 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
                     unreturned = 0
     release_free_memory()
     ignored = sorted(set(tensors) - set(specs)) + other_heads
+    if other_heads:  # transformers' "Some weights of the model checkpoint ... were not used"
+        shown = ", ".join(other_heads[:8]) + (f" and {len(other_heads) - 8} more" if len(other_heads) > 8 else "")
+        warnings.warn(f"{source}: {len(other_heads)} checkpoint tensor(s) this model does not use were ignored "
+                      f"(another task's head): {shown}", stacklevel=3)
     missing_ok = sorted(n for n in specs if n not in tensors)
     return {"ignored": ignored, "missing": missing_ok, "mismatched": [n for n, _, _ in mismatched]}
 

@@ -117,6 +117,28 @@ def unpack_inputs(input_ids, names, kwargs):
     return values
 
 
+def python_rows_as_array(x):
+    """A list of lists of ints (a batch of token rows typed in Python) as an int array; anything
+    else unchanged. Read as HF's positional inputs ([input_ids, attention_mask, ...]) each row
+    would be a rank-1 tensor, which no input is, so a batch is the only meaning it can have."""
+    if not _is_python_rows(x):
+        return x
+    lengths = sorted({len(row) for row in x})
+    if len(lengths) > 1:
+        raise ValueError(f"input_ids rows have different lengths {lengths}; pad them to one length (the "
+                         f"tokenizer's padding=True) and pass the attention_mask")
+    return np.asarray(x)
+
+
+def _is_python_rows(x):
+    """True for a non-empty Python list / tuple of non-empty lists / tuples of integers."""
+    if not isinstance(x, (list, tuple)) or not x:
+        return False
+    rows = [r for r in x if isinstance(r, (list, tuple)) and r]
+    return len(rows) == len(x) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for r in rows for v in r)
+
+
 def concrete_value(x):
     """x as a numpy array when its value is known now (eager), else None (while tracing)."""
     if x is None or isinstance(x, keras.KerasTensor):

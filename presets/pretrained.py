@@ -7,12 +7,13 @@ import keras
 
 from presets import keras_compat
 from presets.adapters import AdaptersMixin
+from presets.config_bounds import check_against_stored_weights, check_buildable, check_file_values
 from presets.export import ExportMixin
 from presets.hf_checkpoint import HFCheckpointMixin
 from presets.hf_model_api import HFModelAPIMixin
-from presets.io import atomic_path, remove_stale_temporaries
+from presets.io import atomic_path
 from presets.layout import LayoutMapMixin, build_checking_layouts
-from presets.model_io import OUTPUT_FLAGS, check_int32_range
+from presets.model_io import OUTPUT_FLAGS, check_int32_range, python_rows_as_array
 from presets.task_protocol import TaskProtocol
 from presets.tf_datasets import TFDatasetMixin
 from presets.training import CheckedStepsMixin, TrainingHooksMixin
@@ -47,6 +48,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
             config = self.config_class.from_dict(config)
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        check_buildable(config, config.field_specs)  # before any layer: sizes within the documented maxima
         explicit_policy = kwargs.get("dtype") is not None
         super().__init__(**kwargs)
         self.config = config
@@ -80,6 +82,10 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         return self
 
     def __call__(self, *args, **kwargs):
+        if args:
+            args = (python_rows_as_array(args[0]),) + args[1:]
+        if "input_ids" in kwargs:
+            kwargs["input_ids"] = python_rows_as_array(kwargs["input_ids"])
         # Keras converts numpy inputs to the backend's tensors before `call` sees them; on JAX int64
         # becomes int32 and ids >= 2**31 wrap silently, so 64-bit host integers are checked first.
         check_int32_range(args[0] if args else kwargs.get("input_ids"), "input_ids")
@@ -111,7 +117,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         if isinstance(config, cls.config_class):
             return cls(config)
         config = dict(config)
-        model_config = cls.config_class.from_dict(config.pop("config"))
+        model_config = cls._config_from_keras_file(config.pop("config"))
         dtype = config.pop("dtype", None)
         if isinstance(dtype, dict):
             dtype = keras.saving.deserialize_keras_object(dtype)
@@ -120,6 +126,18 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
         if quantized_layers:  # integer variables must exist before Keras restores the weights
             model._requantize_layers(quantized_layers)
         return model
+
+    @classmethod
+    def _config_from_keras_file(cls, values):
+        """The model config inside a Keras config, held to the bounds of a config.json and, when a
+        `.keras` archive is being loaded, to what the weights stored in it can hold, before any
+        layer is built."""
+        check_file_values(values, cls.config_class.field_specs, "the Keras config")
+        config = cls.config_class.from_dict(values)
+        stored = keras_compat.stored_weights_bytes_being_loaded()
+        if stored is not None:
+            check_against_stored_weights(config, stored, "the .keras file")
+        return config
 
     def save(self, filepath, overwrite=True, **kwargs):
         """Keras' `model.save`, made atomic: the file is written under a hidden temporary name and
@@ -140,8 +158,7 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
             return keras_save(filepath, overwrite=overwrite, **kwargs)  # Keras' own error or a directory
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        remove_stale_temporaries(path, ending)
-        with atomic_path(path, suffix=ending) as tmp:
+        with atomic_path(path, suffix=ending) as tmp:  # also removes temporaries of earlier crashed saves
             keras_save(tmp, overwrite=True, **kwargs)
 
     def build_from_config(self, config):

@@ -40,8 +40,9 @@ _MAX_HEADER = 100 * 2**20  # the safetensors library's own limit
 def read_safetensors_header(path):
     """{name: (dtype, shape, (begin, end))} of a safetensors file, checked against its size.
 
-    Raises CheckpointError for a truncated file, a corrupt header, an unknown dtype or a tensor
-    whose byte range does not match its shape or reaches past the end of the file.
+    Raises CheckpointError for a truncated file, a corrupt header, an unknown dtype, a tensor
+    whose byte range does not match its shape or reaches past the end of the file, and byte ranges
+    that overlap or leave gaps.
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -53,8 +54,8 @@ def read_safetensors_header(path):
             raise CheckpointError(f"{path}: header length {header_len} exceeds the file; truncated or not safetensors")
         try:
             header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     data_size = size - 8 - header_len
@@ -75,7 +76,25 @@ def read_safetensors_header(path):
         if end - begin != math.prod(shape) * dtype.itemsize:  # Python ints: no int64 wrap-around
             raise CheckpointError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
         out[name] = (dtype, shape, (begin, end))
+    _check_byte_ranges_tile(path, out, data_size)
     return out
+
+
+def _check_byte_ranges_tile(path, entries, data_size):
+    """Refuses tensors whose byte ranges overlap or leave gaps, as the `safetensors` library does:
+    the ranges, sorted, must tile the data section exactly. Overlap would let one tensor's bytes
+    (an embedding) be read as another (a bias); a gap or trailing bytes are data nothing owns."""
+    end_so_far, previous = 0, None
+    for name, (_, _, (begin, end)) in sorted(entries.items(), key=lambda item: item[1][2]):
+        if begin != end_so_far:
+            what = "overlaps" if begin < end_so_far else "leaves a gap after"
+            other = repr(previous) if previous is not None else "the start of the data"
+            raise CheckpointError(f"{path}: tensor {name!r} (bytes {begin}..{end}) {what} {other}; tensors' byte "
+                                  f"ranges must tile the data without overlaps or gaps")
+        end_so_far, previous = end, name
+    if end_so_far != data_size:
+        raise CheckpointError(f"{path}: {data_size - end_so_far} bytes after the last tensor belong to no "
+                              f"tensor; not a well-formed safetensors file")
 
 
 class Shard:
@@ -165,8 +184,8 @@ def read_index(index_path):
             weight_map = json.load(f)["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{index_path}: not a valid shard index ({e})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{index_path}: not a valid shard index ({type(e).__name__}: {e})") from None
     for filename in weight_map.values():
         if not isinstance(filename, str) or os.path.basename(filename) != filename:
             raise CheckpointError(f"{index_path}: shard name {filename!r} must be a plain file name")

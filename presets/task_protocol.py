@@ -98,8 +98,12 @@ class TaskProtocol:
                 raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
             values["input_ids"] = check_index_range("input_ids", ids, self.config.vocab_size)
         else:
+            width = getattr(self.config, "embedding_size", None) or self.config.hidden_size
             if len(embeds.shape) != self.input_rank + 1:
-                raise ValueError(f"inputs_embeds must have shape {want[:-1]}, hidden], got {tuple(embeds.shape)}")
+                raise ValueError(f"inputs_embeds must have shape {want[:-1]}, {width}], got {tuple(embeds.shape)}")
+            if isinstance(embeds.shape[-1], int) and embeds.shape[-1] != width:
+                raise ValueError(f"inputs_embeds must have {width} features in its last axis (the width of the "
+                                 f"word embeddings), got shape {tuple(embeds.shape)}")
         reference = sequence_reference(values)
         if reference.shape[-1] == 0:  # a static zero length: attention has nothing to attend to
             raise ValueError(f"the sequence length is 0 (input shape {tuple(reference.shape)}); "

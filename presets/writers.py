@@ -19,12 +19,13 @@ import tempfile
 
 import numpy as np
 
-from presets.io import atomic_path, atomic_write_text
+from presets.io import atomic_path, atomic_write_text, remove_stale_temporaries_in
 from presets.sources import SAFETENSORS_CODES
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
-_SHARD_NAME = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+_SHARD_PATTERN = r"model-\d{5}-of-\d{5}\.safetensors"
+_SHARD_NAME = re.compile("^" + _SHARD_PATTERN + "$")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -108,6 +109,9 @@ def save_safetensors_checkpoint(directory, layout, fetch, *, max_shard_size="5GB
     """
     max_bytes = parse_size(max_shard_size)
     os.makedirs(directory, exist_ok=True)
+    # Temporaries of earlier killed saves (single file, any shard count, the index) are never read
+    # but can be gigabytes: gone before this save writes its own.
+    remove_stale_temporaries_in(directory, "|".join([re.escape(WEIGHTS_NAME), re.escape(INDEX_NAME), _SHARD_PATTERN]))
     shards = plan_shards(layout, max_bytes)
     if len(shards) == 1:
         filenames = [WEIGHTS_NAME]
