@@ -31,6 +31,7 @@ import numpy as np
 
 from presets.hub import resolve_checkpoint_dir
 from presets.io import atomic_write_text, read_json_object
+from presets.loading_options import pop_loading_options
 from presets.tokenizer_types import (VERY_LARGE_INTEGER, BatchEncoding, TokenizerFileError, as_framework_tensors,
                                      model_max_length_of, padding_of, tensor_type_of)
 
@@ -119,10 +120,12 @@ class DeepseekV2Tokenizer:
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides):
         """Loads tokenizer.json (+ tokenizer_config.json, chat_template.jinja when present) from a
-        directory, or from a Hub id already in the local cache (downloads only when online)."""
+        directory, or from a Hub id already in the local cache (downloads only when online). transformers'
+        loading keywords (token, cache_dir, subfolder, ...: presets/loading_options.py) go to the
+        download and are never stored; other keywords override tokenizer_config.json's entries."""
         from tokenizers import Tokenizer
 
-        directory = resolve_checkpoint_dir(name_or_path)
+        directory = resolve_checkpoint_dir(name_or_path, **pop_loading_options(overrides))
         path = os.path.join(directory, TOKENIZER_FILE)
         if not os.path.isfile(path):
             raise TokenizerFileError(
