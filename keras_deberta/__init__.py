@@ -30,9 +30,36 @@ from keras_deberta.tokenization_deberta_v2 import (
     DebertaV2TokenizerFast,
     TokenizerFileError,
 )
+from presets.auto import (AutoConfig, AutoTokenizer, TFAutoModel, TFAutoModelForCausalLM, TFAutoModelForMaskedLM,
+                          TFAutoModelForMultipleChoice, TFAutoModelForQuestionAnswering,
+                          TFAutoModelForSequenceClassification, TFAutoModelForTokenClassification,
+                          register_model_type)
 from presets.errors import CheckpointError, CheckpointNotFoundError
+from presets.version import __version__
+
+# The Auto classes (shared with keras_deepseek) dispatch to these on a checkpoint's model_type.
+register_model_type("deberta-v2", DebertaV2Config, DebertaV2Tokenizer, {
+    "base": TFDebertaV2Model, "sequence-classification": TFDebertaV2ForSequenceClassification,
+    "token-classification": TFDebertaV2ForTokenClassification,
+    "question-answering": TFDebertaV2ForQuestionAnswering, "masked-lm": TFDebertaV2ForMaskedLM,
+    "multiple-choice": TFDebertaV2ForMultipleChoice}, ("DebertaV2Tokenizer", "DebertaV2TokenizerFast"))
+register_model_type("deberta", DebertaConfig, DebertaTokenizer, {
+    "base": TFDebertaModel, "sequence-classification": TFDebertaForSequenceClassification,
+    "token-classification": TFDebertaForTokenClassification, "question-answering": TFDebertaForQuestionAnswering,
+    "masked-lm": TFDebertaForMaskedLM, "multiple-choice": TFDebertaForMultipleChoice},
+    ("DebertaTokenizer", "DebertaTokenizerFast"))
 
 __all__ = [
+    "AutoConfig",
+    "AutoTokenizer",
+    "TFAutoModel",
+    "TFAutoModelForCausalLM",
+    "TFAutoModelForMaskedLM",
+    "TFAutoModelForMultipleChoice",
+    "TFAutoModelForQuestionAnswering",
+    "TFAutoModelForSequenceClassification",
+    "TFAutoModelForTokenClassification",
+    "__version__",
     "BatchEncoding",
     "CheckpointError",
     "DebertaPreprocessor",

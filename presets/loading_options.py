@@ -24,17 +24,23 @@ LOADING_KEYWORDS = HUB_KEYWORDS + FORMAT_KEYWORDS + ("use_auth_token", "trust_re
 def pop_loading_options(kwargs):
     """Removes the loading keywords from `kwargs` (in place) and returns the Hub download's options
     ({name: value}, the unset ones left out). `use_auth_token` is transformers' older `token`."""
-    options = {name: kwargs.pop(name) for name in LOADING_KEYWORDS if name in kwargs}
-    legacy_token = options.pop("use_auth_token", None)
+    options = hub_options_of(kwargs)
+    if kwargs.get("trust_remote_code"):
+        warnings.warn("trust_remote_code=True has no effect: the architecture is built into this package and "
+                      "no code from a checkpoint is ever run", stacklevel=3)
+    for name in LOADING_KEYWORDS:
+        kwargs.pop(name, None)
+    return options
+
+
+def hub_options_of(kwargs):
+    """The Hub download's options among `kwargs` (left as they are), the unset ones left out."""
+    options = {name: kwargs[name] for name in HUB_KEYWORDS if name in kwargs}
+    legacy_token = kwargs.get("use_auth_token")
     if legacy_token is not None:
         if options.get("token") is not None and options["token"] != legacy_token:
             raise ValueError("token= and use_auth_token= (its older name) disagree; pass token only")
         options["token"] = legacy_token
-    if options.pop("trust_remote_code", False):
-        warnings.warn("trust_remote_code=True has no effect: the architecture is built into this package and "
-                      "no code from a checkpoint is ever run", stacklevel=3)
-    for name in FORMAT_KEYWORDS:
-        options.pop(name, None)
     return {name: value for name, value in options.items() if value not in (None, False, "")}
 
 
