@@ -8,6 +8,7 @@ these same classes, so `from keras_deberta import TFAutoModel` and `from keras_d
 TFAutoModel` are one class that knows every family imported so far.
 """
 
+import importlib
 import os
 
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
@@ -22,7 +23,8 @@ _TOKENIZER_CLASSES = {}  # tokenizer_config.json's tokenizer_class -> model_type
 def register_model_type(model_type, config_class, tokenizer_class, models, tokenizer_class_names=()):
     """Called by a family on import: its config and tokenizer classes and its task classes by
     task name ("base", "sequence-classification", "token-classification", "question-answering",
-    "masked-lm", "multiple-choice", "causal-lm")."""
+    "masked-lm", "multiple-choice", "causal-lm"), each a class or "module:ClassName" (imported
+    when first dispatched to, so that registering imports no Keras)."""
     _MODEL_TYPES[model_type] = {"config": config_class, "tokenizer": tokenizer_class, "models": dict(models)}
     for name in tokenizer_class_names:
         _TOKENIZER_CLASSES[name] = model_type
@@ -33,7 +35,16 @@ def _family(model_type, what):
         known = ", ".join(sorted(_MODEL_TYPES)) or "none"
         raise ValueError(f"{what}: unrecognised model_type {model_type!r} (registered: {known}; keras_deberta "
                          f"registers 'deberta' and 'deberta-v2', keras_deepseek 'deepseek_v2' when imported)")
-    return _MODEL_TYPES[model_type]
+    family = _MODEL_TYPES[model_type]
+    return {"config": _resolve(family["config"]), "tokenizer": _resolve(family["tokenizer"]),
+            "models": {task: _resolve(cls) for task, cls in family["models"].items()}}
+
+
+def _resolve(reference):
+    if not isinstance(reference, str):
+        return reference
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class AutoConfig:
