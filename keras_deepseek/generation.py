@@ -26,14 +26,14 @@ import numpy as np
 from keras import ops
 
 from keras_deepseek.generation_outputs import GenerateDecoderOnlyOutput, processed_scores
+from presets.length_buckets import MIN_BUCKET, length_bucket
 
 NEG_INF = -1e30
 # Compiled prefill / decode functions kept per model (least recently used dropped first).
 GENERATE_FUNCTIONS = 8
-# Cache lengths are bucketed so one compiled decode loop serves many prompt and output lengths:
-# 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two: at most 1.5x the slots needed,
-# two compiled sizes per octave), capped at max_position_embeddings.
-MIN_CACHE_BUCKET = 16
+# Cache lengths are bucketed (presets/length_buckets.py) so one compiled decode loop serves many
+# prompt and output lengths, capped at max_position_embeddings.
+MIN_CACHE_BUCKET = MIN_BUCKET
 # eos ids are a fixed-size runtime array (padded with -1), so their number is bounded.
 MAX_EOS_IDS = 8
 
@@ -41,10 +41,7 @@ MAX_EOS_IDS = 8
 def cache_bucket(length, max_positions):
     """Cache slots for `length` tokens: the smallest bucket >= length, capped at max_positions
     (never below length)."""
-    bucket = MIN_CACHE_BUCKET
-    while bucket < length:
-        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
-    return max(length, min(bucket, max_positions))
+    return length_bucket(length, max_positions)
 
 
 def sampling_settings(temperature, top_k, top_p, eos, pad):
