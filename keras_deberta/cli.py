@@ -33,8 +33,12 @@ def load_tokenizer(name_or_path):
     from keras_deberta.pipelines import checkpoint_model_type, load_tokenizer as load
     from presets.hub import resolve_checkpoint_dir
 
+    from keras_deberta.preprocessing import check_in_graph
+
     directory = resolve_checkpoint_dir(name_or_path)
-    return load(directory, checkpoint_model_type(directory))
+    tokenizer = load(directory, checkpoint_model_type(directory))
+    check_in_graph(tokenizer)  # used for export --with-tokenizer: refused before the model loads
+    return tokenizer
 
 
 def _question_answering(pipe):

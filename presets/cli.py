@@ -343,6 +343,10 @@ def command_convert(family, args, output_format):
     check_output(args.output, output_format, args.overwrite)
     if output_format == "hf":
         parse_size(args.max_shard_size)  # refused before the (long) load
+    preprocessor = None
+    if output_format == "saved_model" and getattr(args, "with_tokenizer", False):
+        # Before the (long) model load: a tokenizer that cannot run in the graph is refused first.
+        preprocessor = family.load_tokenizer(args.model)
     model = family.load_model(args.task, args.model, **({"dtype": args.dtype} if args.dtype else {}))
     if output_format == "keras":
         save_keras_file(model, args.output, overwrite=args.overwrite)
@@ -350,8 +354,8 @@ def command_convert(family, args, output_format):
         model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
     else:
         options = {"overwrite": True} if args.overwrite else {}
-        if getattr(args, "with_tokenizer", False):
-            options["preprocessor"] = family.load_tokenizer(args.model)
+        if preprocessor is not None:
+            options["preprocessor"] = preprocessor
         model.export(args.output, **options)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -363,7 +367,7 @@ def main(family, argv=None, stdin=None, stdout=None):
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("KERAS_CLI_DEBUG") == "1"
     user_errors = (CliError, CheckpointError, ValueError, FileNotFoundError, NotADirectoryError,
-                   IsADirectoryError) + tuple(family.user_errors)
+                   IsADirectoryError, NotImplementedError) + tuple(family.user_errors)
     try:
         if args.command == "run":
             return command_run(family, args, stdin=stdin, stdout=stdout, user_errors=user_errors)
@@ -388,6 +392,9 @@ def one_line(error, known):
     fix), the first line of a longer message and a pointer to the rest."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     message = lines[0].strip() if lines else ""
+    if message.endswith(":") and len(lines) > 1:
+        # TensorFlow's graph errors open with "in user code:" and a traceback; the cause is last.
+        message, lines = lines[-1].strip(), lines[::-1]
     if not known:
         message = f"{type(error).__name__}: {message}" if message else type(error).__name__
     if len(lines) > 1:
