@@ -33,12 +33,22 @@ def load_tokenizer(name_or_path):
     from keras_deberta.pipelines import checkpoint_model_type, load_tokenizer as load
     from presets.hub import resolve_checkpoint_dir
 
+    directory = resolve_checkpoint_dir(name_or_path)
+    return load(directory, checkpoint_model_type(directory))
+
+
+def load_in_graph_tokenizer(name_or_path):
+    """For export --with-tokenizer: a tokenizer that cannot run in the graph is refused before
+    the model loads."""
     from keras_deberta.preprocessing import check_in_graph
 
-    directory = resolve_checkpoint_dir(name_or_path)
-    tokenizer = load(directory, checkpoint_model_type(directory))
-    check_in_graph(tokenizer)  # used for export --with-tokenizer: refused before the model loads
+    tokenizer = load_tokenizer(name_or_path)
+    check_in_graph(tokenizer)
     return tokenizer
+
+
+def save_tokenizer(name_or_path, directory):
+    load_tokenizer(name_or_path).save_pretrained(directory)
 
 
 def _question_answering(pipe):
@@ -116,7 +126,8 @@ FAMILY = CliFamily(
     load_model=load_model,
     add_run_arguments=add_run_arguments,
     call_options=call_options,
-    load_tokenizer=load_tokenizer,
+    load_tokenizer=load_in_graph_tokenizer,
+    save_tokenizer=save_tokenizer,
     # e.g. `export --with-tokenizer` with a tokenizer option the in-graph tokenizer lacks
     user_errors=(NotImplementedError,),
 )

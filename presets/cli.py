@@ -41,6 +41,7 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from presets.errors import CheckpointError
+from presets.tokenizer_types import TokenizerFileError
 from presets.writers import parse_size
 
 # Exit statuses: argparse uses 2 for usage errors; 1 is a failure the message explains.
@@ -90,6 +91,7 @@ class CliFamily:
     call_options: Optional[Callable] = None
     user_errors: tuple = ()
     load_tokenizer: Optional[Callable] = None  # (model_name) -> tokenizer, for export --with-tokenizer
+    save_tokenizer: Optional[Callable] = None  # (model_name, directory) -> None, for convert --format hf
 
 
 def build_parser(family):
@@ -352,6 +354,11 @@ def command_convert(family, args, output_format):
         save_keras_file(model, args.output, overwrite=args.overwrite)
     elif output_format == "hf":
         model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
+        if family.save_tokenizer is not None:  # a checkpoint directory is model and tokenizer
+            try:
+                family.save_tokenizer(args.model, args.output)
+            except TokenizerFileError as error:
+                print(f"note: no tokenizer written ({one_line(error, known=True)})", file=sys.stderr)
     else:
         options = {"overwrite": True} if args.overwrite else {}
         if preprocessor is not None:
@@ -367,7 +374,7 @@ def main(family, argv=None, stdin=None, stdout=None):
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("KERAS_CLI_DEBUG") == "1"
     user_errors = (CliError, CheckpointError, ValueError, FileNotFoundError, NotADirectoryError,
-                   IsADirectoryError, NotImplementedError) + tuple(family.user_errors)
+                   IsADirectoryError) + tuple(family.user_errors)
     try:
         if args.command == "run":
             return command_run(family, args, stdin=stdin, stdout=stdout, user_errors=user_errors)

@@ -70,3 +70,15 @@ def test_graph_errors_show_their_cause_in_one_line():
                        "    ValueError: No vocabulary has been set for SentencePieceTokenizer.\n")
     line = one_line(error, known=True)
     assert line.startswith("ValueError: No vocabulary has been set") and "\n" not in line
+
+
+def test_convert_to_hf_writes_the_tokenizer_too(json_only_checkpoint, tmp_path, capsys):
+    from keras_deberta import cli
+
+    out = str(tmp_path / "hf")
+    assert cli.main(["convert", "--model", json_only_checkpoint, "--task", "text-classification",
+                     "--output", out, "--format", "hf"]) == 0
+    text = "A delight from start to finish."
+    want = transformers.AutoTokenizer.from_pretrained(json_only_checkpoint)(text)["input_ids"]
+    assert transformers.AutoTokenizer.from_pretrained(out)(text)["input_ids"] == want
+    assert kd.DebertaV2Tokenizer.from_pretrained(out)(text)["input_ids"] == want
