@@ -6,8 +6,8 @@ cuda drivers", CPU instruction flags, an E-level "failed call to cuInit" on mach
 before its logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not hide them. Whoever imports
 TensorFlow first (Keras on the TensorFlow backend, tf.data, an export), a finder installed on
 `sys.meta_path` runs that one import, and the device probe, with file descriptor 2 pointed at
-/dev/null; Python exceptions still propagate. Setting TF_CPP_MIN_LOG_LEVEL before importing this
-package keeps every line.
+/dev/null, and TF_CPP_MIN_LOG_LEVEL=3 hides the lines TensorFlow logs later; Python exceptions still
+propagate. Setting TF_CPP_MIN_LOG_LEVEL before importing this package keeps every line.
 """
 
 import contextlib
@@ -67,10 +67,18 @@ class _SilencedLoader(importlib.abc.Loader):
                 module.config.list_physical_devices()
 
 
+# Set beside TF_CPP_MIN_LOG_LEVEL when this module sets it, so that a child process (the TensorFlow
+# export subprocess) tells our setting from the user's and stays quiet too.
+_MARKER = "PRESETS_QUIET_TENSORFLOW"
+
+
 def install():
-    """Installs the finder, unless TensorFlow is already imported or the user set
-    TF_CPP_MIN_LOG_LEVEL (then they asked to see its logs)."""
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    """Installs the finder and sets TF_CPP_MIN_LOG_LEVEL=3 (TensorFlow's log lines after its
+    logging starts: the E-level oneDNN / cuInit notices), unless TensorFlow is already imported
+    or the user set TF_CPP_MIN_LOG_LEVEL (then they asked to see its logs)."""
+    user_set = "TF_CPP_MIN_LOG_LEVEL" in os.environ and os.environ.get(_MARKER) != "1"
+    if "tensorflow" in sys.modules or user_set:
         return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ[_MARKER] = "3", "1"
     if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())

@@ -19,7 +19,8 @@ HEAVY = ("keras", "tensorflow", "jax", "torch")
 
 def _run(args, backend="tensorflow"):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "PRESETS_QUIET_TENSORFLOW"):  # as a user's shell has them
+        env.pop(name, None)
     return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
