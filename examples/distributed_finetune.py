@@ -116,7 +116,8 @@ def main():
                     print(f"  {v.path.split('/', 1)[1]} {tuple(v.shape)}: {v.value.sharding.spec}, "
                           f"{shard} per device")
         start = time.perf_counter()
-        history = model.fit(train, train_y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
+        # Keras' progress bar while it trains (minutes on CPU)
+        history = model.fit(train, train_y, batch_size=args.batch_size, epochs=args.epochs, verbose="auto")
         seconds = time.perf_counter() - start
         logits = np.asarray(model.predict(dev, batch_size=args.batch_size, verbose=0)["logits"])
     accuracy = float((logits.argmax(-1) == dev_y).mean())

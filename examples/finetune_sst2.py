@@ -89,7 +89,8 @@ def main():
             print(f"epoch {epoch + 1}: train loss {logs['loss']:.4f}  dev accuracy {accuracy:.4f}  "
                   f"{seconds:.1f} s/epoch")
 
-    model.fit(train, train_y, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
+    # Keras' progress bar during each epoch; EpochReport adds dev accuracy after it.
+    model.fit(train, train_y, batch_size=args.batch_size, epochs=args.epochs, verbose="auto",
               callbacks=[EpochReport()])
 
 

@@ -12,6 +12,7 @@ Runs on every Keras backend (KERAS_BACKEND=jax / tensorflow / torch); tf.data fe
 import argparse
 import csv
 import os
+import sys
 
 import datasets
 import numpy as np
@@ -26,7 +27,18 @@ BUILT_IN = os.path.join(HERE, os.pardir, "keras_deberta", "assets", "sst2-tiny")
 
 
 def read_sst2(name, limit):
-    with open(os.path.join(SST2, name), encoding="utf-8") as f:
+    """SST-2 from ../shared/data, else from the Hub's `datasets` (GLUE's sst2, when online)."""
+    path = os.path.join(SST2, name)
+    if not os.path.isfile(path):
+        split = "train" if name == "train.tsv" else "validation"
+        try:
+            hub = datasets.load_dataset("glue", "sst2", split=split)
+        except Exception as error:  # offline, or the Hub refused: say what is missing instead
+            sys.exit(f"SST-2 is neither at {path} nor downloadable from the Hub "
+                     f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+        rows = hub.select(range(min(limit, len(hub))))
+        return datasets.Dataset.from_dict({"sentence": rows["sentence"], "label": rows["label"]})
+    with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:limit]
     return datasets.Dataset.from_dict({"sentence": [r["sentence"] for r in rows],
                                        "label": [int(r["label"]) for r in rows]})

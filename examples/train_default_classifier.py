@@ -8,7 +8,8 @@ trains on the same sentences. SST-2 is lower-cased, so the tokenizer lower-cases
 seeded: a rerun on the same machine and backend gives the same vocabulary and, up to floating-point
 reduction order, the same weights.
 
-    python examples/train_default_classifier.py --output keras_deberta/assets/sst2-tiny
+    python examples/train_default_classifier.py                                    # writes ./sst2-tiny-retrained
+    python examples/train_default_classifier.py --output keras_deberta/assets/sst2-tiny   # replaces the shipped model
 
 Needs ../shared/data/sentiment/SST-2/{train,dev}.tsv (or --data DIR) and the `sentencepiece` package.
 """
@@ -113,7 +114,10 @@ def length_bucketed_dataset(rows, labels, recipe, pad_id):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default=os.path.join(ROOT, "keras_deberta", "assets", "sst2-tiny"))
+    # Never the shipped model by default: replacing keras_deberta/assets/sst2-tiny changes what
+    # pipeline("text-classification") and `make demo` use, so it takes an explicit --output.
+    parser.add_argument("--output", default="sst2-tiny-retrained",
+                        help="where to write the model (keras_deberta/assets/sst2-tiny replaces the shipped one)")
     parser.add_argument("--data", default=SST2, help="directory holding SST-2 train.tsv and dev.tsv")
     args = parser.parse_args(argv)
 

@@ -37,6 +37,20 @@ def load_tokenizer(name_or_path):
     return load(directory, checkpoint_model_type(directory))
 
 
+def load_in_graph_tokenizer(name_or_path):
+    """For export --with-tokenizer: a tokenizer that cannot run in the graph is refused before
+    the model loads."""
+    from keras_deberta.preprocessing import check_in_graph
+
+    tokenizer = load_tokenizer(name_or_path)
+    check_in_graph(tokenizer)
+    return tokenizer
+
+
+def save_tokenizer(name_or_path, directory):
+    load_tokenizer(name_or_path).save_pretrained(directory)
+
+
 def _question_answering(pipe):
     """Texts are contexts (with --question) or JSON objects {"question", "context"}."""
 
@@ -112,7 +126,8 @@ FAMILY = CliFamily(
     load_model=load_model,
     add_run_arguments=add_run_arguments,
     call_options=call_options,
-    load_tokenizer=load_tokenizer,
+    load_tokenizer=load_in_graph_tokenizer,
+    save_tokenizer=save_tokenizer,
     # e.g. `export --with-tokenizer` with a tokenizer option the in-graph tokenizer lacks
     user_errors=(NotImplementedError,),
 )

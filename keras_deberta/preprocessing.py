@@ -317,6 +317,23 @@ def _re2_escape(text):
     return "".join("\\" + ch if ch in "\\.+*?()|[]{}^$-" else ch for ch in text)
 
 
+def check_in_graph(tokenizer):
+    """Refuses (NotImplementedError, saying what to do) a DeBERTa-v2 tokenizer that cannot run in
+    the graph, before any export work starts."""
+    if not isinstance(tokenizer, DebertaV2Tokenizer):
+        return
+    if tokenizer.split_by_punct:
+        raise NotImplementedError("split_by_punct is not supported in-graph")
+    if tokenizer._model_bytes is None:
+        # keras-hub's SentencePieceTokenizer runs the SentencePiece model itself; without it it
+        # fails deep inside the export with "No vocabulary has been set".
+        raise NotImplementedError(
+            "in-graph tokenization needs the SentencePiece model (spm.model), and this DebertaV2Tokenizer "
+            "was loaded from tokenizer.json alone (what transformers 5 saves): copy spm.model from the "
+            "original checkpoint (e.g. microsoft/deberta-v3-base) into the directory, or export without "
+            "the tokenizer and tokenize in Python")
+
+
 class DebertaV2Preprocessor(_DebertaPreprocessorBase):
     """DeBERTa-v2/v3 in-graph preprocessing over keras-hub's `SentencePieceTokenizer`.
 
@@ -337,8 +354,7 @@ class DebertaV2Preprocessor(_DebertaPreprocessorBase):
 
         if not isinstance(tokenizer, DebertaV2Tokenizer):
             raise TypeError("tokenizer must be a DebertaV2Tokenizer")
-        if tokenizer.split_by_punct:
-            raise NotImplementedError("split_by_punct is not supported in-graph")
+        check_in_graph(tokenizer)
         super().__init__(tokenizer, sequence_length=sequence_length, truncation=truncation, dtype=dtype, **kwargs)
         self.sp = SentencePieceTokenizer(proto=tokenizer._model_bytes, dtype="int32")
         self.do_lower_case = tokenizer.do_lower_case
@@ -389,4 +405,4 @@ class DebertaPreprocessor(_DebertaPreprocessorBase):
         return self.bpe.tokenize(strings)
 
 
-__all__ = ["DebertaV2Preprocessor", "DebertaPreprocessor", "serving_module"]
+__all__ = ["DebertaV2Preprocessor", "DebertaPreprocessor", "check_in_graph", "serving_module"]

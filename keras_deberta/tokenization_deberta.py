@@ -30,6 +30,7 @@ from keras_deberta.tokenization_bpe import (  # noqa: F401  (GPT2_PATTERN, bytes
 )
 from keras_deberta.tokenization_special import added_tokens_by_id
 from keras_deberta.tokenization_utils import DEFAULT_MODEL_MAX_LENGTH, DebertaTokenizerBase, load_tokenizer_config
+from presets.loading_options import resolve_tokenizer_dir
 from presets.tokenizer_types import TokenizerFileError, model_max_length_of
 
 # pair_layout -> ([SEP]s between the texts, whether the second text gets token type 1)
@@ -99,10 +100,10 @@ class DebertaTokenizer(DebertaTokenizerBase):
     @classmethod
     def from_pretrained(cls, directory, **kwargs):
         """Loads vocab.json + merges.txt (or, without them, tokenizer.json) and tokenizer_config.json
-        from a directory; keyword arguments override the config."""
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise TokenizerFileError(f"tokenizer directory not found: {directory!r}")
+        from a directory (or a Hub id); keyword arguments override the config, except transformers'
+        loading keywords (token, cache_dir, subfolder, ...: presets/loading_options.py), which
+        are never stored."""
+        directory = resolve_tokenizer_dir(directory, kwargs, TokenizerFileError)  # pops the loading keywords
         legacy = {key: os.path.join(directory, name) for key, name in cls.vocab_files_names.items()}
         missing = [os.path.basename(p) for p in legacy.values() if not os.path.isfile(p)]
         json_path = tokenizer_json_path(directory)

@@ -22,6 +22,7 @@ from keras_deberta.tokenization_backend import (
 from keras_deberta.tokenization_spm import SPIECE_UNDERLINE, SentencePieceModel
 from keras_deberta.tokenization_special import added_tokens_by_id
 from keras_deberta.tokenization_utils import DEFAULT_MODEL_MAX_LENGTH, DebertaTokenizerBase, load_tokenizer_config
+from presets.loading_options import resolve_tokenizer_dir
 from presets.tokenizer_types import BatchEncoding, TokenizerFileError, model_max_length_of
 
 # The shared base under its earlier name (it lived in this module).
@@ -120,9 +121,7 @@ class DebertaV2Tokenizer(DebertaTokenizerBase):
     def from_pretrained(cls, directory, **kwargs):
         """Loads spm.model (or, without it, tokenizer.json) and tokenizer_config.json from a directory;
         keyword arguments override the config."""
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise TokenizerFileError(f"tokenizer directory not found: {directory!r}")
+        directory = resolve_tokenizer_dir(directory, kwargs, TokenizerFileError)  # pops the loading keywords
         spm_path, json_path = os.path.join(directory, "spm.model"), tokenizer_json_path(directory)
         has_spm = os.path.isfile(spm_path)
         if not has_spm and json_path is None:

@@ -11,7 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_deberta.tokenization_arguments import check_length_arguments, check_valid_unicode
-from presets.tokenizer_types import LARGE_INTEGER, BatchEncoding, SequenceEncoding
+from presets.tokenizer_types import (LARGE_INTEGER, BatchEncoding, SequenceEncoding, as_framework_tensors,
+                                     padding_of, tensor_type_of)
 
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
@@ -160,21 +161,26 @@ class EncodingMixin:
                  max_length=None, stride=0, is_split_into_words=False, pad_to_multiple_of=None, padding_side=None,
                  return_tensors=None, return_token_type_ids=None, return_attention_mask=None,
                  return_overflowing_tokens=False, return_special_tokens_mask=False, return_offsets_mapping=False,
-                 return_length=False, verbose=True, split_special_tokens=None):
+                 return_length=False, verbose=True, split_special_tokens=None, pad_to_max_length=False):
         """Tokenizes one text, a pair, or a batch of them (transformers' `__call__`; see the module).
+
+        `return_tensors`: None (lists), "np", "tf", "pt" or "jax" (or transformers' `TensorType`),
+        that framework's tensors on any Keras backend. `pad_to_max_length=True` is transformers 4's
+        deprecated spelling of `padding="max_length"` (or `padding=True` without a max_length).
 
         Returns a `BatchEncoding` with input_ids, token_type_ids, attention_mask (and
         special_tokens_mask, offset_mapping, length, overflow_to_sample_mapping when asked), and the
         alignments of `word_ids()` / `sequence_ids()` / `char_to_token()`.
         """
         del verbose
+        padding = padding_of(padding, pad_to_max_length, max_length)
         check_length_arguments(self, padding, truncation, max_length, stride, pad_to_multiple_of,
                                add_special_tokens, pair=text_pair is not None)
         check_valid_unicode(text, text_pair)
         padding, truncation, max_length = self._padding_truncation(padding, truncation, max_length,
                                                                    pad_to_multiple_of)
-        if return_tensors not in (None, "np"):
-            raise ValueError(f"return_tensors={return_tensors!r}: only 'np' (or None for lists) is supported")
+        framework = tensor_type_of(return_tensors)
+        return_tensors = framework and "np"  # numpy first; another framework's tensors at the end
         batched, firsts, seconds = self._examples(text, text_pair, is_split_into_words)
         stride = int(stride)
         if truncation is not None and stride and max_length >= self.num_special_tokens_to_add(False):
@@ -216,7 +222,7 @@ class EncodingMixin:
             data = {key: as_int64_array(key, value) for key, value in data.items()}
         elif not batched and not return_overflowing_tokens:  # as transformers: "length" stays a list
             data = {key: value[0] if value and isinstance(value[0], list) else value for key, value in data.items()}
-        return BatchEncoding(data, rows, self)
+        return as_framework_tensors(BatchEncoding(data, rows, self), framework)
 
     def _windows(self, a, b, strategy, max_length, stride, add_special_tokens):
         """[(window of a, window of b or None)]: the kept row first, then the overflow rows in the

@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_deberta.tokenization_arguments import check_length_arguments
 from keras_deberta.tokenization_encoding import TRUNCATION_STRATEGIES, as_int64_array, check_strategy
-from presets.tokenizer_types import BatchEncoding
+from presets.tokenizer_types import BatchEncoding, as_framework_tensors, tensor_type_of
 
 
 class IdsMixin:
@@ -25,8 +25,8 @@ class IdsMixin:
                                add_special_tokens, pair=pair_ids is not None)
         padding, truncation, max_length = self._padding_truncation(padding, truncation, max_length,
                                                                    pad_to_multiple_of)
-        if return_tensors not in (None, "np"):
-            raise ValueError(f"return_tensors={return_tensors!r}: only 'np' (or None for lists) is supported")
+        framework = tensor_type_of(return_tensors)
+        return_tensors = framework and "np"
         if return_overflowing_tokens and truncation == "longest_first" and pair_ids is not None:
             raise ValueError("Not possible to return overflowing tokens for pair of sequences with the "
                              "`longest_first`. Please select another truncation strategy than `longest_first`, "
@@ -62,7 +62,7 @@ class IdsMixin:
             out["length"] = len(out["input_ids"])
         if return_tensors == "np":
             out = {k: np.asarray([v] if prepend_batch_axis else v, dtype=np.int64) for k, v in out.items()}
-        return BatchEncoding(out)
+        return as_framework_tensors(BatchEncoding(out), framework)
 
     def truncate_sequences(self, ids, pair_ids=None, num_tokens_to_remove=0, truncation_strategy="longest_first",
                            stride=0):
@@ -122,13 +122,14 @@ class IdsMixin:
             return_tensors = "np" if return_tensors is None else return_tensors
             encoded_inputs = {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else
                               [np.asarray(x).tolist() for x in v] for k, v in encoded_inputs.items()}
-        if return_tensors not in (None, "np"):
-            raise ValueError(f"return_tensors={return_tensors!r}: only 'np' (or None for lists) is supported")
+        framework = tensor_type_of(return_tensors)
+        return_tensors = framework and "np"
         padding, _, max_length = self._padding_truncation(padding, None, max_length)
         if not isinstance(encoded_inputs[main][0], (list, tuple)):
             out = self._pad_one(encoded_inputs, max_length, padding, pad_to_multiple_of, padding_side,
                                 return_attention_mask)
-            return BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()} if return_tensors else out)
+            out = BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()} if return_tensors else out)
+            return as_framework_tensors(out, framework)
         n = len(encoded_inputs[main])
         if any(len(v) != n for v in encoded_inputs.values()):
             raise ValueError("Some items in the output dictionary have a different batch size than others.")
@@ -142,7 +143,7 @@ class IdsMixin:
                 batch.setdefault(key, []).append(value)
         if return_tensors == "np":
             batch = {k: as_int64_array(k, v) for k, v in batch.items()}
-        return BatchEncoding(batch)
+        return as_framework_tensors(BatchEncoding(batch), framework)
 
     def _pad_one(self, encoded, max_length, padding, pad_to_multiple_of, padding_side, return_attention_mask):
         """transformers' `_pad` on one example (a dict of lists)."""

@@ -57,6 +57,12 @@ def call_options(args):
     return options
 
 
+def save_tokenizer(name_or_path, directory):
+    from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
+
+    DeepseekV2Tokenizer.from_pretrained(name_or_path).save_pretrained(directory)
+
+
 FAMILY = CliFamily(
     prog="keras_deepseek",
     description="DeepSeek-V2 in Keras 3: text generation, .keras conversion and SavedModel export.",
@@ -65,6 +71,7 @@ FAMILY = CliFamily(
     load_model=load_model,
     add_run_arguments=add_run_arguments,
     call_options=call_options,
+    save_tokenizer=save_tokenizer,
 )
 
 

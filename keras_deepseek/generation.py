@@ -26,13 +26,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_deepseek.generation_outputs import GenerateDecoderOnlyOutput, processed_scores
+from presets.length_buckets import MIN_BUCKET, length_bucket
+
 NEG_INF = -1e30
 # Compiled prefill / decode functions kept per model (least recently used dropped first).
 GENERATE_FUNCTIONS = 8
-# Cache lengths are bucketed so one compiled decode loop serves many prompt and output lengths:
-# 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two: at most 1.5x the slots needed,
-# two compiled sizes per octave), capped at max_position_embeddings.
-MIN_CACHE_BUCKET = 16
+# Cache lengths are bucketed (presets/length_buckets.py) so one compiled decode loop serves many
+# prompt and output lengths, capped at max_position_embeddings.
+MIN_CACHE_BUCKET = MIN_BUCKET
 # eos ids are a fixed-size runtime array (padded with -1), so their number is bounded.
 MAX_EOS_IDS = 8
 
@@ -40,10 +42,7 @@ MAX_EOS_IDS = 8
 def cache_bucket(length, max_positions):
     """Cache slots for `length` tokens: the smallest bucket >= length, capped at max_positions
     (never below length)."""
-    bucket = MIN_CACHE_BUCKET
-    while bucket < length:
-        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
-    return max(length, min(bucket, max_positions))
+    return length_bucket(length, max_positions)
 
 
 def sampling_settings(temperature, top_k, top_p, eos, pad):
@@ -91,15 +90,18 @@ class GenerationMixin:
 
     _UNSET = object()
 
-    def generate(self, input_ids, attention_mask=None, max_new_tokens=20, do_sample=False,
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=None, do_sample=False,
                  temperature=1.0, top_k=None, top_p=None, eos_token_id=_UNSET, pad_token_id=None,
-                 seed=None, use_cache=True, jit_compile=True):
+                 seed=None, use_cache=True, jit_compile=True, max_length=None, return_dict_in_generate=False,
+                 output_scores=False):
         """Generates up to `max_new_tokens` tokens after each prompt.
 
         Args:
             input_ids: [B, P] ints; rows may be left-padded (with `attention_mask`).
             attention_mask: [B, P] 1 for tokens, 0 for padding (default: all ones).
-            max_new_tokens: how many tokens to add at most.
+            max_new_tokens: how many tokens to add at most (default 20).
+            max_length: transformers' other bound: prompt + new tokens at most (`max_new_tokens`
+                wins when both are given, as in transformers).
             do_sample: False for greedy decoding; True samples with temperature / top_k / top_p.
             temperature: > 0; top_k: int >= 0 (0 or None: off); top_p: in (0, 1] (None or 1: off).
             eos_token_id: int or list (default: config.eos_token_id; None: never stop early).
@@ -107,10 +109,29 @@ class GenerationMixin:
             seed: int for sampling (None: a fresh random seed).
             use_cache: False recomputes the whole sequence at every step (a slow reference path).
             jit_compile: compile the loop on JAX / TensorFlow.
+            return_dict_in_generate: return a `GenerateDecoderOnlyOutput` (`.sequences`, and
+                `.scores` with output_scores) instead of the tensor.
+            output_scores: with return_dict_in_generate, the processed scores of each new token
+                as transformers gives them: a tuple of [B, V] float32 arrays (the logits; when
+                sampling, after temperature, top-k and top-p, -inf where filtered). They come from
+                one extra forward pass over the generated sequences.
         Returns:
             int32 tensor [B, P + generated] (generated <= max_new_tokens; fewer when every row
-            reached an eos).
+            reached an eos), or the output object above.
         """
+        sequences = self._generate_sequences(input_ids, attention_mask, max_new_tokens, max_length, do_sample,
+                                             temperature, top_k, top_p, eos_token_id, pad_token_id, seed,
+                                             use_cache, jit_compile)
+        if not return_dict_in_generate:
+            return sequences
+        scores = None
+        if output_scores:
+            scores = self._processed_scores(sequences, attention_mask, np.shape(input_ids)[1], do_sample,
+                                            temperature, top_k, top_p)
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores)
+
+    def _generate_sequences(self, input_ids, attention_mask, max_new_tokens, max_length, do_sample, temperature,
+                            top_k, top_p, eos_token_id, pad_token_id, seed, use_cache, jit_compile):
         config = self.config
         ids = np.asarray(ops.convert_to_numpy(input_ids))
         if ids.ndim != 2:
@@ -130,6 +151,13 @@ class GenerationMixin:
         mask = (mask != 0).astype("int32")
         if not mask.any(axis=1).all():
             raise ValueError("every row of attention_mask needs at least one token")
+        if max_new_tokens is None and max_length is not None:
+            if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length <= prompt:
+                raise ValueError(f"max_length={max_length!r} counts the prompt too and must exceed its length "
+                                 f"({prompt}); or pass max_new_tokens")
+            max_new_tokens = int(max_length) - prompt
+        elif max_new_tokens is None:
+            max_new_tokens = 20  # transformers' default length budget, spent on new tokens here
         warn_if_right_padded(mask)
         if not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
@@ -307,8 +335,14 @@ class GenerationMixin:
     # Generation sees LoRA adapters: the absorbed decode reads kv_b_proj's kernel through Keras'
     # `kernel` property, which adds the LoRA delta, and every other projection is called as a layer.
     def _reset_compiled_functions(self):
-        self.__dict__.pop("_generate_fns", None)
+        self._generate_functions().clear()
         super()._reset_compiled_functions()
+
+    def _generate_functions(self):
+        """The model's one LRU of compiled generation functions (cached and uncached paths share
+        it). It lives in the instance __dict__: a Keras attribute would be wrapped as a tracked
+        dict, which has no `move_to_end`."""
+        return self.__dict__.setdefault("_generate_fns", collections.OrderedDict())
 
     def _decode_function(self, batch, total, do_sample, jit_compile=True):
         """The compiled `_decode_loop` for `batch` rows over caches of `total` slots:
@@ -321,7 +355,7 @@ class GenerationMixin:
         cache lengths are bucketed, so a stream of prompts reuses a few functions and the number
         held stays bounded whatever the lengths."""
         key = (keras.backend.backend(), jit_compile) + key
-        functions = self.__dict__.setdefault("_generate_fns", collections.OrderedDict())
+        functions = self._generate_functions()
         if key in functions:
             functions.move_to_end(key)
         else:
@@ -330,6 +364,28 @@ class GenerationMixin:
                 functions.popitem(last=False)
         return functions[key]
 
+    def _full_forward(self):
+        """Compiled fn(tokens [B, T], mask [B, T], positions [B, T]) -> logits [B, T, V] float32."""
+        def forward(tokens, mask, positions):
+            out = self.model(tokens, attention_mask=mask, position_ids=positions)
+            return ops.cast(self.logits_from_hidden(out["last_hidden_state"]), "float32")
+
+        return self._generate_function(("full_forward",), True, forward)
+
+    def _processed_scores(self, sequences, attention_mask, prompt, do_sample, temperature, top_k, top_p):
+        """(scores of new token 1, 2, ...): each a [B, V] array, from one forward pass over
+        `sequences` [B, P + N] (generated tokens, pads of finished rows included, attended as
+        transformers attends them)."""
+        tokens = np.asarray(ops.convert_to_numpy(sequences)).astype("int32")
+        B, T = tokens.shape
+        mask = np.ones((B, T), "int32")
+        if attention_mask is not None:
+            mask[:, :prompt] = np.asarray(ops.convert_to_numpy(attention_mask)) != 0
+        positions = np.where(mask == 0, 1, np.cumsum(mask, axis=-1) - 1).astype("int32")
+        logits = np.asarray(ops.convert_to_numpy(self._full_forward()(tokens, mask, positions)))
+        return tuple(processed_scores(logits[:, t], do_sample, temperature, top_k, top_p)
+                     for t in range(prompt - 1, T - 1))
+
     def _generate_uncached(self, ids, mask, uniforms, do_sample, s, prompt, max_new):
         """Reference path without a cache: at every step the whole [B, P + max_new] buffer is run
         through the model (a fixed shape, so it compiles once) and the logits of the last real
@@ -337,15 +393,7 @@ class GenerationMixin:
         P, N = prompt, max_new
         pad, eos = int(s["pad"]), [int(e) for e in s["eos"] if e >= 0]
         B, T = ids.shape[0], P + N
-        cache = self.__dict__.setdefault("_generate_fns", {})
-        key = ("full_forward", keras.backend.backend())
-        if key not in cache:
-            def forward(tokens, mask, positions):
-                out = self.model(tokens, attention_mask=mask, position_ids=positions)
-                return ops.cast(self.logits_from_hidden(out["last_hidden_state"]), "float32")
-
-            cache[key] = self._compiled(forward)
-        forward = cache[key]
+        forward = self._full_forward()
         tokens = np.full((B, T), pad, "int32")
         tokens[:, :P] = ids
         full_mask = np.zeros((B, T), "int32")

@@ -34,6 +34,7 @@ from keras import ops
 
 from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
 from keras_deepseek.tokenization_deepseek_v2 import DeepseekV2Tokenizer
+from presets.devices import keras_device_name, loading_scope, on_own_device
 from presets.hub import resolve_checkpoint_dir
 from presets.io import read_json_object
 from presets.sequence_limits import InputTooLongError, too_long_message
@@ -46,7 +47,7 @@ GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p
 PROMPT_WIDTH_BUCKET = 16
 
 
-def pipeline(task, model=None, tokenizer=None, batch_size=8, **generation_kwargs):
+def pipeline(task, model=None, tokenizer=None, batch_size=8, device=None, **generation_kwargs):
     """Builds a pipeline for `task` (only "text-generation").
 
     Args:
@@ -54,6 +55,8 @@ def pipeline(task, model=None, tokenizer=None, batch_size=8, **generation_kwargs
         tokenizer: a DeepseekV2Tokenizer or a directory holding tokenizer.json (default: the
             model's directory; required when `model` is an instance).
         batch_size: prompts per `generate` call.
+        device: transformers' device (-1 / "cpu", a GPU index, "cuda:N"): loading and every call
+            run under that Keras device scope.
         **generation_kwargs: defaults for every call (max_new_tokens, do_sample, temperature,
             top_k, top_p, eos_token_id, seed).
     """
@@ -69,7 +72,8 @@ def pipeline(task, model=None, tokenizer=None, batch_size=8, **generation_kwargs
     if isinstance(model, (str, os.PathLike)):
         directory = resolve_checkpoint_dir(model)
         file_defaults = read_generation_config(directory)
-        model = TFDeepseekV2ForCausalLM.from_pretrained(directory)
+        with loading_scope(device):  # the variables are created on that device
+            model = TFDeepseekV2ForCausalLM.from_pretrained(directory)
         if tokenizer is None:
             tokenizer = directory
     elif not isinstance(model, TFDeepseekV2ForCausalLM):
@@ -81,7 +85,7 @@ def pipeline(task, model=None, tokenizer=None, batch_size=8, **generation_kwargs
     elif not isinstance(tokenizer, DeepseekV2Tokenizer):
         raise TypeError(f"tokenizer must be a DeepseekV2Tokenizer or a directory, got {type(tokenizer).__name__}")
     defaults = {**PIPELINE_GENERATION_DEFAULTS, **file_defaults, **generation_kwargs}
-    return TextGenerationPipeline(model, tokenizer, batch_size=batch_size, **defaults)
+    return TextGenerationPipeline(model, tokenizer, batch_size=batch_size, device=device, **defaults)
 
 
 def read_generation_config(directory):
@@ -98,7 +102,7 @@ class TextGenerationPipeline:
 
     task = "text-generation"
 
-    def __init__(self, model, tokenizer, batch_size=8, **generation_defaults):
+    def __init__(self, model, tokenizer, batch_size=8, device=None, **generation_defaults):
         vocab = model.config.vocab_size
         if tokenizer.max_token_id >= vocab:
             raise ValueError(
@@ -106,9 +110,12 @@ class TextGenerationPipeline:
                 f"{vocab}: they do not belong to the same checkpoint")
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        keras_device_name(device)  # a bad device fails here, not at the first call
+        self.device = device
         self.model, self.tokenizer, self.batch_size = model, tokenizer, int(batch_size)
         self.generation_defaults = dict(generation_defaults)
 
+    @on_own_device
     def __call__(self, inputs, return_full_text=True, num_return_sequences=1, continue_final_message=None,
                  add_special_tokens=None, batch_size=None, truncation=True, **generation_kwargs):
         """Completes a prompt, a list of prompts, a chat or a list of chats.

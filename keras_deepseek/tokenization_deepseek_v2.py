@@ -18,7 +18,7 @@ byte-level file); the rules below are that class's:
 
 Differences, on purpose: padding is on the LEFT unless tokenizer_config.json names a side
 (decoder-only generation needs the prompt to end at the last column; transformers'
-TokenizersBackend defaults to right), and `return_tensors` gives numpy arrays or lists only.
+TokenizersBackend defaults to right).
 Chat templates render in jinja2's ImmutableSandboxedEnvironment, as transformers does: a template
 from a downloaded repo cannot reach Python internals.
 """
@@ -31,7 +31,9 @@ import numpy as np
 
 from presets.hub import resolve_checkpoint_dir
 from presets.io import atomic_write_text, read_json_object
-from presets.tokenizer_types import VERY_LARGE_INTEGER, BatchEncoding, TokenizerFileError, model_max_length_of
+from presets.loading_options import pop_loading_options
+from presets.tokenizer_types import (VERY_LARGE_INTEGER, BatchEncoding, TokenizerFileError, as_framework_tensors,
+                                     model_max_length_of, padding_of, tensor_type_of)
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -118,10 +120,12 @@ class DeepseekV2Tokenizer:
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides):
         """Loads tokenizer.json (+ tokenizer_config.json, chat_template.jinja when present) from a
-        directory, or from a Hub id already in the local cache (downloads only when online)."""
+        directory, or from a Hub id already in the local cache (downloads only when online). transformers'
+        loading keywords (token, cache_dir, subfolder, ...: presets/loading_options.py) go to the
+        download and are never stored; other keywords override tokenizer_config.json's entries."""
         from tokenizers import Tokenizer
 
-        directory = resolve_checkpoint_dir(name_or_path)
+        directory = resolve_checkpoint_dir(name_or_path, **pop_loading_options(overrides))
         path = os.path.join(directory, TOKENIZER_FILE)
         if not os.path.isfile(path):
             raise TokenizerFileError(
@@ -217,7 +221,7 @@ class DeepseekV2Tokenizer:
 
     def __call__(self, text, add_special_tokens=True, padding=False, truncation=False, max_length=None,
                  pad_to_multiple_of=None, padding_side=None, return_tensors=None, return_attention_mask=True,
-                 return_length=False):
+                 return_length=False, pad_to_max_length=False):
         """Encodes one text or a list of texts.
 
         Args:
@@ -232,14 +236,18 @@ class DeepseekV2Tokenizer:
             pad_to_multiple_of: round padded lengths up to a multiple of this.
             padding_side: "left" or "right" (default: `self.padding_side`, "left").
             return_tensors: None (lists) or "np" ([batch, length] int32 arrays; a single text
-                gives a batch of one, as transformers does).
+                gives a batch of one, as transformers does), "tf", "pt" or "jax" (or
+                transformers' `TensorType`): that framework's tensors, on any Keras backend.
+            pad_to_max_length: transformers 4's deprecated spelling of padding="max_length"
+                (padding=True without a max_length).
         Returns:
             A `BatchEncoding` with input_ids (and attention_mask, length when asked).
         """
         single = isinstance(text, str)
         texts = [text] if single else list(_check_texts(text))
-        if return_tensors not in (None, "np"):
-            raise ValueError(f"return_tensors must be None or 'np', got {return_tensors!r}")
+        framework = tensor_type_of(return_tensors)
+        return_tensors = framework and "np"  # numpy first; another framework's tensors at the end
+        padding = padding_of(padding, pad_to_max_length, max_length)
         padding_side = padding_side or self.padding_side
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -284,7 +292,7 @@ class DeepseekV2Tokenizer:
             out["attention_mask"] = masks
         if return_length:
             out["length"] = np.asarray(lengths, "int32") if return_tensors == "np" else lengths
-        return out
+        return as_framework_tensors(out, framework)
 
     def _pad(self, ids, padding, max_length, pad_to_multiple_of, padding_side):
         if self.pad_token_id is None:

@@ -43,6 +43,7 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from presets.errors import CheckpointError
+from presets.tokenizer_types import TokenizerFileError
 from presets.writers import parse_size
 
 # Exit statuses: argparse uses 2 for usage errors; 1 is a failure the message explains.
@@ -94,6 +95,7 @@ class CliFamily:
     call_options: Optional[Callable] = None
     user_errors: tuple = ()
     load_tokenizer: Optional[Callable] = None  # (model_name) -> tokenizer, for export --with-tokenizer
+    save_tokenizer: Optional[Callable] = None  # (model_name, directory) -> None, for convert --format hf
 
 
 def build_parser(family):
@@ -352,17 +354,27 @@ def command_convert(family, args, output_format):
     check_output(args.output, output_format, args.overwrite)
     if output_format == "hf":
         parse_size(args.max_shard_size)  # refused before the (long) load
+    preprocessor = None
+    if output_format in EXPORT_FORMATS and getattr(args, "with_tokenizer", False):
+        # Before the (long) model load: a tokenizer that cannot be used (in the graph, for a
+        # SavedModel) is refused first.
+        preprocessor = family.load_tokenizer(args.model)
     model = family.load_model(args.task, args.model, **({"dtype": args.dtype} if args.dtype else {}))
     if output_format == "keras":
         save_keras_file(model, args.output, overwrite=args.overwrite)
     elif output_format == "hf":
         model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
+        if family.save_tokenizer is not None:  # a checkpoint directory is model and tokenizer
+            try:
+                family.save_tokenizer(args.model, args.output)
+            except TokenizerFileError as error:
+                print(f"note: no tokenizer written ({one_line(error, known=True)})", file=sys.stderr)
     else:
         options = {"overwrite": True} if args.overwrite else {}
         if output_format != "saved_model":
             options["format"] = output_format
-        if getattr(args, "with_tokenizer", False):
-            options["preprocessor"] = family.load_tokenizer(args.model)
+        if preprocessor is not None:
+            options["preprocessor"] = preprocessor
         model.export(args.output, **options)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -399,6 +411,9 @@ def one_line(error, known):
     fix), the first line of a longer message and a pointer to the rest."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     message = lines[0].strip() if lines else ""
+    if message.endswith(":") and len(lines) > 1:
+        # TensorFlow's graph errors open with "in user code:" and a traceback; the cause is last.
+        message, lines = lines[-1].strip(), lines[::-1]
     if not known:
         message = f"{type(error).__name__}: {message}" if message else type(error).__name__
     if len(lines) > 1:

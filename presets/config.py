@@ -14,6 +14,7 @@ from presets.config_bounds import LAYER_INDEX, check_file_values
 from presets.errors import CheckpointError
 from presets.hub import resolve_config_dict
 from presets.io import atomic_write_text, read_json_object
+from presets.loading_options import pop_loading_options, refuse_unknown_keywords
 
 CONFIG_NAME = "config.json"
 
@@ -144,15 +145,20 @@ class BaseConfig:
         atomic_write_text(path, self.to_json_string())
 
     @classmethod
-    def from_pretrained(cls, name_or_path, subfolder="", **overrides):
-        """Reads `config.json` from a directory (or its `subfolder`), a file path, a Hub id or a
-        registry name."""
-        if subfolder:
-            if not os.path.isdir(name_or_path):
-                raise CheckpointError(f"subfolder= needs a local directory, got {name_or_path!r}")
-            name_or_path = os.path.join(name_or_path, subfolder)
-        config_dict = resolve_config_dict(name_or_path)
-        return cls.from_file_dict(config_dict, f"config of {name_or_path}", **overrides)
+    def from_pretrained(cls, name_or_path, **kwargs):
+        """Reads `config.json` from a directory, a file path, a Hub id or a registry name; its
+        fields are type- and range-checked as read from a file (`from_file_dict`).
+
+        transformers' loading keywords (token, cache_dir, revision, local_files_only,
+        force_download, subfolder, ...; presets/loading_options.py) go to the download and are
+        never stored; the other keywords override config fields, and one that is no field of this
+        config raises TypeError."""
+        hub_options = pop_loading_options(kwargs)
+        config = cls.from_file_dict(resolve_config_dict(name_or_path, **hub_options), f"config of {name_or_path}")
+        refuse_unknown_keywords(config, kwargs, f"{cls.__name__}.from_pretrained")
+        for key, value in kwargs.items():  # after construction, as from_dict's overrides
+            setattr(config, key, value)
+        return config
 
     # --- what the weights on disk must agree with (presets/config_bounds.py) --------------------
     def checkpoint_shape_claims(self):

@@ -10,6 +10,7 @@ from presets.config_bounds import check_against_checkpoint
 from presets.hub import resolve_checkpoint_dir, resolve_config_dict
 from presets.keras_compat import deferred_initialisation
 from presets.lazy_init import initialise_remaining
+from presets.loading_options import pop_loading_options, refuse_unknown_keywords
 from presets.load_dtype import resolve_load_policy
 from presets.mapping import HostReader, hf_tensor_layout, load_tensors_into, spec_order, variable_of
 from presets.readers import open_checkpoint
@@ -49,7 +50,11 @@ class HFCheckpointMixin:
                 on its own, so a bf16 checkpoint loaded as bf16 never exists in float32.
                 `torch_dtype` is transformers' older name for it.
             remat: passed to the constructor (recompute each block in the backward pass).
-            **config_overrides: config fields to change, e.g. `num_labels=3`.
+            **config_overrides: config fields to change, e.g. `num_labels=3`, and transformers'
+                loading keywords (token, cache_dir, revision, local_files_only, force_download,
+                subfolder, from_pt / from_tf / use_safetensors, trust_remote_code;
+                presets/loading_options.py), which go to the Hub download and are never stored
+                in the config. A keyword that is neither raises TypeError.
 
         Shards are opened lazily and every tensor's name, shape and dtype is checked from the
         headers before any is read; then tensors are read, converted and assigned one at a time.
@@ -61,16 +66,19 @@ class HFCheckpointMixin:
             if dtype is not None and dtype != torch_dtype:
                 raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass dtype only")
             dtype = torch_dtype
-        directory = resolve_checkpoint_dir(name_or_path, revision=revision)
+        hub_options = pop_loading_options(config_overrides)
+        if revision is not None:
+            hub_options["revision"] = revision
+        directory = resolve_checkpoint_dir(name_or_path, **hub_options)
         if config is None:
-            config = cls.config_class.from_file_dict(resolve_config_dict(directory), f"{directory}/config.json",
-                                                     **config_overrides)
+            config = cls.config_class.from_file_dict(resolve_config_dict(directory), f"{directory}/config.json")
         elif isinstance(config, dict):
-            config = cls.config_class.from_dict(config, **config_overrides)
+            config = cls.config_class.from_dict(config)
         else:
             config = copy.deepcopy(config)
-            for key, value in config_overrides.items():  # after construction, as from_dict does
-                setattr(config, key, value)
+        refuse_unknown_keywords(config, config_overrides, f"{cls.__name__}.from_pretrained")
+        for key, value in config_overrides.items():  # after construction, as from_dict does
+            setattr(config, key, value)
         tensors, source = open_checkpoint(directory)  # headers only: every shard checked
         # The config's sizes against the headers, before any variable: a model costs what its file holds.
         check_against_checkpoint(config, tensors, source)

@@ -7,12 +7,20 @@ tied, a Dense `lm_head` when not, None for other heads) and `output_bias_variabl
 decoder's bias by name, or None).
 """
 
+import re
+
 import keras
 import numpy as np
 from keras import ops
 
 from presets import keras_compat
+from presets.mapping import variable_of
 from presets.model_io import ModelOutput
+
+
+# HF names of nn.Embedding tables (word_embeddings, position_embeddings, token_type_embeddings,
+# rel_embeddings, embed_tokens): what transformers' num_parameters(exclude_embeddings=True) leaves out.
+EMBEDDING_TABLE = re.compile(r"(embeddings|embed_tokens)\.weight$")
 
 
 class HFModelAPIMixin:
@@ -63,6 +71,23 @@ class HFModelAPIMixin:
     def get_lm_head(self):
         """The language-modelling head layer, or None."""
         return self.lm_head_layer()
+
+    def num_parameters(self, only_trainable=False, exclude_embeddings=False):
+        """The number of parameters, as transformers counts them: each variable once (tied
+        embeddings are one table), only trainable ones when asked, without the embedding tables
+        (word, position, token type, relative position) when `exclude_embeddings`."""
+        variables = self.trainable_variables if only_trainable else self.weights
+        excluded = set()
+        if exclude_embeddings:  # the variables behind HF's nn.Embedding tables, found by their HF names
+            excluded = {id(variable_of(slot)) for name, (slot, _) in self.hf_weight_specs().items()
+                        if EMBEDDING_TABLE.search(name)}
+        seen, total = set(), 0
+        for variable in variables:
+            if id(variable) in seen or id(variable) in excluded:
+                continue
+            seen.add(id(variable))
+            total += int(np.prod(variable.shape))
+        return total
 
     def resize_token_embeddings(self, new_num_tokens=None):
         """Gives the model a vocabulary of `new_num_tokens` ids, as transformers does: the first

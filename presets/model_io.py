@@ -14,6 +14,7 @@ from presets import keras_compat
 # and raises AttributeError.
 OUTPUT_FIELDS = frozenset({
     "loss", "logits", "last_hidden_state", "hidden_states", "attentions", "start_logits", "end_logits",
+    "sequences", "scores",  # generate(return_dict_in_generate=True)
 })
 # Call options that may also arrive inside the input dict, as HF's TF models accepted them.
 OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "return_dict")

@@ -88,6 +88,10 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
             kwargs["input_ids"] = python_rows_as_array(kwargs["input_ids"])
         # Keras converts numpy inputs to the backend's tensors before `call` sees them; on JAX int64
         # becomes int32 and ids >= 2**31 wrap silently, so 64-bit host integers are checked first.
+        if args and isinstance(args[0], dict) and type(args[0]) is not dict:
+            # A tokenizer's BatchEncoding (`model(tokenizer(..., return_tensors="tf"))`, as in
+            # transformers): Keras reads only plain dicts as input structures.
+            args = (dict(args[0]),) + args[1:]
         check_int32_range(args[0] if args else kwargs.get("input_ids"), "input_ids")
         for name, value in kwargs.items():
             check_int32_range(value, name)
@@ -102,6 +106,14 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
                         raise ValueError(f"{flag} was given twice (in the input dict and as a keyword)")
                     kwargs[flag] = value
             args = (inputs,) + args[1:]
+        if keras.backend.backend() == "torch" and not kwargs.get("training") and _holds_tf_tensor((args, kwargs)):
+            # transformers-TF code on the torch backend (`model(tokenizer(..., return_tensors="tf"))`
+            # then `tf.nn.softmax(out.logits)`): TF cannot read torch tensors that require grad, and
+            # TF inputs carry no torch autograd history, so an inference call runs without it.
+            import torch
+
+            with torch.no_grad():
+                return super().__call__(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
     # --- Keras serialization --------------------------------------------------------------------
@@ -164,6 +176,11 @@ class TFPreTrainedModel(TaskProtocol, HFModelAPIMixin, HFCheckpointMixin, Adapte
     def build_from_config(self, config):
         # Keras reloading a .keras file: the variables exist since construction.
         self.build()
+
+
+def _holds_tf_tensor(structure):
+    """Whether a TensorFlow tensor is among the leaves (checked by type, without importing TF)."""
+    return any(type(leaf).__module__.startswith("tensorflow") for leaf in keras.tree.flatten(structure))
 
 
 def _apply_policy_to_sublayers(model, policy):

@@ -1,8 +1,15 @@
 """`model.prepare_tf_dataset(...)`: a tokenized table (a `datasets.Dataset`, or a dict of columns)
 -> a batched `tf.data.Dataset` of (features, labels) for `model.fit`, as transformers' TF models
-offered it. tf.data feeds `fit` on every Keras backend."""
+offered it. tf.data feeds `fit` on every Keras backend.
+
+Batches are padded to a few length buckets by default (presets/length_buckets.py), not each to its
+own longest row as transformers' collator does: JAX (and TensorFlow's compiled steps) compile one
+train step per input shape, so per-batch lengths recompiled at nearly every step of a fit.
+"""
 
 import numpy as np
+
+from presets.length_buckets import length_bucket
 
 # Column names transformers' data collators turn into `labels`.
 _LABEL_ALIASES = ("label", "label_ids")
@@ -12,7 +19,8 @@ class TFDatasetMixin:
     """transformers' `prepare_tf_dataset` on our task models."""
 
     def prepare_tf_dataset(self, dataset, batch_size=8, shuffle=True, tokenizer=None, collate_fn=None,
-                           collate_fn_args=None, drop_remainder=None, prefetch=True, seed=None):
+                           collate_fn_args=None, drop_remainder=None, prefetch=True, seed=None,
+                           pad_to_multiple_of=None, bucket_lengths=True):
         """Batches `dataset` for `fit` / `evaluate` / `predict`.
 
         Args:
@@ -21,8 +29,14 @@ class TFDatasetMixin:
                 `label` / `label_ids` become `labels`.
             batch_size: rows per batch.
             shuffle: reshuffle the rows at every epoch (seeded by `seed` when given).
-            tokenizer: pads each batch to its longest row with `tokenizer.pad` (transformers'
-                `DataCollatorWithPadding`); without one, rows must already have equal lengths.
+            tokenizer: pads each batch with `tokenizer.pad` (transformers'
+                `DataCollatorWithPadding`): to the length bucket of its longest row (16, 24, 32,
+                48, 64, 96, ..., capped at max_position_embeddings), so that a fit compiles one
+                step per bucket; without a tokenizer, rows must already have equal lengths.
+            pad_to_multiple_of: pad each batch to its longest row rounded up to a multiple of
+                this (transformers' collator argument) instead of a bucket.
+            bucket_lengths: False pads each batch to its own longest row, as transformers does
+                (a new shape, and on JAX a new compile, for nearly every batch).
             collate_fn: list of row dicts -> dict of arrays, replacing the default collation;
                 `collate_fn_args` are passed to it.
             drop_remainder: drop a last, smaller batch (default: when shuffling, as transformers).
@@ -41,7 +55,9 @@ class TFDatasetMixin:
             raise ValueError(f"the dataset has none of the model's inputs {list(self.input_names)}; "
                              f"its columns are {columns}")
         if collate_fn is None:
-            collate_fn = _pad_with(tokenizer) if tokenizer is not None else _stack_rows
+            cap = getattr(self.config, "max_position_embeddings", None)
+            collate_fn = (_pad_with(tokenizer, pad_to_multiple_of, bucket_lengths, cap) if tokenizer is not None
+                          else _stack_rows)
         if drop_remainder is None:
             drop_remainder = shuffle
         rng = np.random.default_rng(seed)
@@ -94,9 +110,15 @@ def _stack_rows(rows):
     return out
 
 
-def _pad_with(tokenizer):
-    """transformers' DataCollatorWithPadding: `tokenizer.pad` to the batch's longest row."""
+def _pad_with(tokenizer, pad_to_multiple_of, bucket_lengths, cap):
+    """transformers' DataCollatorWithPadding (`tokenizer.pad`), to the length bucket of the batch's
+    longest row unless `pad_to_multiple_of` is given or `bucket_lengths` is False."""
     def collate(rows):
-        return dict(tokenizer.pad(rows, padding=True, return_tensors="np"))
+        if pad_to_multiple_of or not bucket_lengths:
+            return dict(tokenizer.pad(rows, padding=True, pad_to_multiple_of=pad_to_multiple_of, return_tensors="np"))
+        main = tokenizer.model_input_names[0]
+        longest = max(len(r[main]) for r in rows)  # [L] per row
+        return dict(tokenizer.pad(rows, padding="max_length", max_length=length_bucket(longest, cap),
+                                  return_tensors="np"))
 
     return collate

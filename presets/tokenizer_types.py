@@ -17,6 +17,46 @@ VERY_LARGE_INTEGER = int(1e30)  # transformers' model_max_length for "no limit"
 LARGE_INTEGER = int(1e20)  # above this, transformers treats model_max_length as no limit
 
 
+TENSOR_TYPES = ("np", "tf", "pt", "jax")  # transformers' return_tensors values
+
+
+def tensor_type_of(return_tensors):
+    """None or one of TENSOR_TYPES from `return_tensors`: a string or transformers' `TensorType`
+    (an enum whose value is the string)."""
+    value = getattr(return_tensors, "value", return_tensors)
+    if value is None or value in TENSOR_TYPES:
+        return value
+    raise ValueError(f"return_tensors={return_tensors!r}: use None (lists) or one of {list(TENSOR_TYPES)}")
+
+
+def padding_of(padding, pad_to_max_length, max_length):
+    """`padding` with transformers 4's deprecated `pad_to_max_length=True` folded in (its rule: pad to
+    `max_length` when one is given, else to the longest row)."""
+    if padding is False and pad_to_max_length:
+        return "longest" if max_length is None else "max_length"
+    return padding
+
+
+def as_framework_tensors(encoding, tensor_type):
+    """`encoding` (a BatchEncoding of numpy arrays) with each array as `tensor_type`'s tensor, the
+    framework imported only now; "np" and None leave it as it is."""
+    if tensor_type in (None, "np"):
+        return encoding
+    if tensor_type == "tf":
+        import tensorflow as tf
+        convert = tf.convert_to_tensor
+    elif tensor_type == "pt":
+        import torch
+        convert = torch.from_numpy
+    else:
+        import jax.numpy as jnp
+        convert = jnp.asarray
+    for key, value in list(encoding.items()):
+        if isinstance(value, np.ndarray):
+            dict.__setitem__(encoding, key, convert(value))
+    return encoding
+
+
 class TokenizerFileError(ValueError):
     """A tokenizer directory or file is missing, unreadable or corrupt; the message names the file
     and the problem."""

@@ -44,6 +44,16 @@ class TrainingHooksMixin:
         # 128k-row embedding table made them most of a training step; see keras_compat).
         lean_torch_adam(self.optimizer)
 
+    def compile_from_config(self, config):
+        """`keras.saving.load_model` recompiling a saved compiled model: Keras' own version skips
+        every model whose `compile` is overridden (this one is, to train on the model's own loss),
+        leaving it without an optimizer. The saved arguments go through our `compile`, and the
+        optimizer's variables are created so that Keras restores their saved values next."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # Keras drops `sample_weight` when `y` is None (its data adapters pack (x, None, w) as x alone),
     # so labels inside the input dict would silently train unweighted: they move to `y` first.
     def fit(self, x=None, y=None, *args, **kwargs):

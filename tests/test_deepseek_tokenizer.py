@@ -269,7 +269,7 @@ def test_bad_tokenizer_files_and_inputs(tmp_path):
     with pytest.raises(ValueError, match="padding=True"):
         tok(["a", "a longer text"], return_tensors="np")
     with pytest.raises(ValueError, match="return_tensors"):
-        tok("a", return_tensors="pt")
+        tok("a", return_tensors="mlx")
     with pytest.raises(TypeError, match="list holding int"):
         tok(["a", 3])
     with pytest.raises(ValueError, match="padding_side"):

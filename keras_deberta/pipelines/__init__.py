@@ -42,6 +42,7 @@ from keras_deberta.pipelines.question_answering import QuestionAnsweringPipeline
 from keras_deberta.pipelines.text_classification import TextClassificationPipeline
 from keras_deberta.pipelines.token_classification import TokenClassificationPipeline
 from keras_deberta.pipelines.zero_shot_classification import ZeroShotClassificationPipeline
+from presets.devices import loading_scope
 from presets.errors import CheckpointNotFoundError
 from presets.sequence_limits import InputTooLongError
 
@@ -63,7 +64,8 @@ def pipeline(task, model=None, tokenizer=None, **kwargs):
     ner), question-answering, zero-shot-classification. `tokenizer` is an instance or a directory
     and defaults to the model's directory; with a model instance it is required. Other keywords
     are the task's defaults for every call (e.g. `top_k`, `aggregation_strategy`, `batch_size`,
-    `truncation`).
+    `truncation`), and transformers' `device` (-1 / "cpu", a GPU index, "cuda:N"), which places
+    the loading and every call under that Keras device scope.
     """
     name = TASK_ALIASES.get(task, task)
     if name not in PIPELINE_CLASSES:
@@ -77,7 +79,8 @@ def pipeline(task, model=None, tokenizer=None, **kwargs):
             raise CheckpointNotFoundError(f"the embedded default model for {task!r} is missing from {model}; "
                                           "reinstall keras_deberta or pass model=")
     if isinstance(model, (str, os.PathLike)):
-        model, directory = load_model_for_task(name, os.fspath(model))
+        with loading_scope(kwargs.get("device")):  # the variables are created on that device
+            model, directory = load_model_for_task(name, os.fspath(model))
         if tokenizer is None:
             tokenizer = directory
     if tokenizer is None:

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from presets.devices import keras_device_name, on_own_device
 from presets.sequence_limits import InputTooLongError, default_max_length, too_long_message
 
 # A batch is padded to its longest row rounded up to a multiple of this: masked padding leaves the
@@ -59,8 +60,15 @@ class Pipeline:
     per_token_outputs = False  # outputs are [B, L, ...] (cut to each row's length) or [B, ...]
     call_options = {}  # every option a call accepts, with its default
 
-    def __init__(self, model, tokenizer, batch_size=8, **defaults):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in vars(cls):  # every task's call runs under the pipeline's device scope
+            cls.__call__ = on_own_device(vars(cls)["__call__"])
+
+    def __init__(self, model, tokenizer, batch_size=8, device=None, **defaults):
         self._check_known(defaults)
+        keras_device_name(device)  # a bad device fails here, not at the first call
+        self.device = device  # transformers' device=: calls run under keras.device (presets/devices.py)
         self.model, self.tokenizer, self.config = model, tokenizer, model.config
         self.defaults = dict(defaults, batch_size=batch_size)
         self._options({})  # a bad default fails here, not at the first call
