@@ -22,6 +22,7 @@ from keras_deberta.modeling_deberta_v2 import (
     TFDebertaV2PreTrainedModel,
 )
 from keras_deberta.pipelines import InputTooLongError, pipeline
+from keras_deberta.rtd import TFDebertaV2ForReplacedTokenDetection
 from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
 from keras_deberta.tokenization_deberta import DebertaTokenizer, DebertaTokenizerFast
 from keras_deberta.tokenization_deberta_v2 import (
@@ -60,6 +61,7 @@ __all__ = [
     "TFDebertaV2ForMaskedLM",
     "TFDebertaV2ForMultipleChoice",
     "TFDebertaV2ForQuestionAnswering",
+    "TFDebertaV2ForReplacedTokenDetection",
     "TFDebertaV2ForSequenceClassification",
     "TFDebertaV2ForTokenClassification",
     "TFDebertaV2Model",
