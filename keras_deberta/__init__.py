@@ -23,6 +23,7 @@ from keras_deberta.modeling_deberta_v2 import (
 )
 from keras_deberta.pipelines import InputTooLongError, pipeline
 from keras_deberta.rtd import TFDebertaV2ForReplacedTokenDetection
+from keras_deberta.pretraining import DebertaV3RTDPretrainer, DynamicMasking
 from keras_deberta.preprocessing import DebertaPreprocessor, DebertaV2Preprocessor, serving_module
 from keras_deberta.tokenization_deberta import DebertaTokenizer, DebertaTokenizerFast
 from keras_deberta.tokenization_deberta_v2 import (
@@ -41,6 +42,8 @@ __all__ = [
     "DebertaTokenizerFast",
     "DebertaV2Preprocessor",
     "DebertaV2Tokenizer",
+    "DebertaV3RTDPretrainer",
+    "DynamicMasking",
     "DebertaV2TokenizerFast",
     "InputTooLongError",
     "TokenizerFileError",
