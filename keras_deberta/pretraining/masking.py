@@ -100,13 +100,16 @@ class DynamicMasking:
         if self.word_starts is not None:
             # One draw per word: every piece reads the draw at its word's first piece.
             starts = tf.logical_or(tf.gather(tf.constant(self.word_starts), ids), tf.logical_not(maskable))
-            word_index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1  # [B, L]
-            draw = tf.gather(draw, tf.maximum(word_index, 0), batch_dims=1)
+            word_index = tf.maximum(tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1, 0)  # [B, L]
+            draw = tf.gather(draw, word_index, batch_dims=1)
+        else:
+            word_index = tf.broadcast_to(tf.range(tf.shape(ids)[1])[None], tf.shape(ids))  # every token a word
         selected = tf.logical_and(maskable, draw < self.mask_prob)
-        # Rows with maskable tokens but no selection: the maskable token with the smallest draw.
+        # Rows with maskable tokens but no selection: the maskable word with the smallest draw.
         none = tf.logical_and(tf.reduce_any(maskable, axis=1), tf.logical_not(tf.reduce_any(selected, axis=1)))
-        fallback = tf.one_hot(tf.argmin(tf.where(maskable, draw, 2.0), axis=1), tf.shape(ids)[1], on_value=True,
-                              off_value=False, dtype=tf.bool)
+        first = tf.argmin(tf.where(maskable, draw, 2.0), axis=1, output_type=tf.int32)  # [B]
+        fallback_word = tf.gather(word_index, first[:, None], batch_dims=1)  # [B, 1]
+        fallback = tf.logical_and(maskable, tf.equal(word_index, fallback_word))
         selected = tf.logical_or(selected, tf.logical_and(fallback, none[:, None]))
 
         action = rng.uniform(tf.shape(ids))

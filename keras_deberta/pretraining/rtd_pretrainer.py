@@ -26,6 +26,7 @@ DebertaV2Model.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_deberta.pretraining.decoupled_optimizer import DecoupledOptimizer
@@ -179,6 +180,16 @@ class DebertaV3RTDPretrainer(keras.Model):
             optimizer = DecoupledOptimizer(generator_optimizer, discriminator_optimizer,
                                            self.generator_model.trainable_variables)
         super().compile(optimizer=optimizer if optimizer is not None else "adam", **kwargs)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # Arrays known now are checked as a whole before any step runs (inside the compiled step
+        # only a finite loss can be guaranteed: an all-padding batch gives 0, never NaN).
+        if isinstance(x, dict) and all(concrete_value(v) is not None for v in x.values()):
+            ids = ops.convert_to_tensor(x["input_ids"])
+            _check_batch(ids, ops.convert_to_tensor(x["labels"]),
+                         ops.convert_to_tensor(x.get("attention_mask", np.ones(ids.shape, "int32"))), None,
+                         self.generator_model.config.vocab_size)
+        return super().fit(x, y, *args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return y_pred["loss"]
