@@ -348,3 +348,24 @@ def test_dynamic_masking_whole_words_from_the_v3_vocabulary():
     starts = masker.word_starts[np.array(ids[0])]
     assert [p.startswith("\u2581") for p in pieces[1:-1]] == list(starts[1:-1])
     assert not starts[1:-1].all()  # a word split into several pieces
+
+
+def test_predictions_only_at_masked_positions_equal_the_full_head(rng):
+    gen, disc = _pair()
+    batch = {**_masked_batch(rng), "replacement_ids": np.array([7, 8, 9, 10], "int32")}
+    full = kd.DebertaV3RTDPretrainer(generator=gen, discriminator=disc)(batch)
+    capped = kd.DebertaV3RTDPretrainer(generator=gen, discriminator=disc, max_predictions_per_seq=2)(batch)
+    positions = to_numpy(capped["mlm_positions"])
+    # Row 0 has 2 masks, the others 1 (their second slot is filler, any unmasked position).
+    np.testing.assert_array_equal(positions[:, 0], [2, 2, 2])
+    assert positions[0, 1] == 5 and all(batch["labels"][r, positions[r, 1]] == -100 for r in (1, 2))
+    picked = np.take_along_axis(to_numpy(full["mlm_logits"]), positions[..., None], axis=1)
+    np.testing.assert_allclose(to_numpy(capped["mlm_logits"])[0], picked[0], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(capped["mlm_logits"])[1:, 0], picked[1:, 0], atol=1e-5)
+    for name in ("loss", "mlm_loss", "rtd_loss"):
+        np.testing.assert_allclose(to_numpy(capped[name]), to_numpy(full[name]), rtol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(to_numpy(capped["corrupted_ids"]), to_numpy(full["corrupted_ids"]))
+    masker = kd.DynamicMasking(4, 99, special_ids=[0, 1, 2, 3], mask_prob=0.5, max_predictions=3, seed=0)
+    ids = rng.randint(5, 99, size=(16, 30)).astype("int32")
+    labels = np.asarray(masker({"input_ids": ids})["labels"])
+    assert (labels != -100).sum(axis=1).max() == 3

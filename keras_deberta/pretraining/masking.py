@@ -36,10 +36,13 @@ class DynamicMasking:
         mask_prob, mask_token_rate, random_token_rate: 0.15, 0.8, 0.1 as in BERT / DeBERTa.
         word_starts: bool [vocab] for whole-word masking (None: per token).
         seed: seed of the masking's random generator.
+        max_predictions: at most this many selected tokens per row (those with the smallest
+            draws; whole words tied at the cut stay whole), to match the pretrainer's
+            `max_predictions_per_seq`.
     """
 
     def __init__(self, mask_token_id, vocab_size, special_ids=(), mask_prob=0.15, mask_token_rate=0.8,
-                 random_token_rate=0.1, word_starts=None, seed=None):
+                 random_token_rate=0.1, word_starts=None, seed=None, max_predictions=None):
         if mask_token_id is None:
             raise ValueError("the vocabulary has no [MASK] token (mask_token_id is None): masked-LM pretraining "
                              "needs one")
@@ -59,6 +62,9 @@ class DynamicMasking:
         if self.word_starts is not None and self.word_starts.shape[0] < self.vocab_size:
             raise ValueError(f"word_starts has {self.word_starts.shape[0]} entries for a vocabulary of "
                              f"{self.vocab_size}")
+        if max_predictions is not None and (isinstance(max_predictions, bool) or int(max_predictions) < 1):
+            raise ValueError(f"max_predictions must be None or an integer >= 1, got {max_predictions!r}")
+        self.max_predictions = None if max_predictions is None else int(max_predictions)
         self.seed = seed
         self._generator = None
 
@@ -111,6 +117,10 @@ class DynamicMasking:
         fallback_word = tf.gather(word_index, first[:, None], batch_dims=1)  # [B, 1]
         fallback = tf.logical_and(maskable, tf.equal(word_index, fallback_word))
         selected = tf.logical_or(selected, tf.logical_and(fallback, none[:, None]))
+        if self.max_predictions is not None:
+            k = tf.minimum(self.max_predictions, tf.shape(ids)[1])
+            kth = tf.math.top_k(tf.where(selected, -draw, -3.0), k=k).values[:, -1:]  # [B, 1]
+            selected = tf.logical_and(selected, -draw >= kth)
 
         action = rng.uniform(tf.shape(ids))
         to_mask = tf.logical_and(selected, action < self.mask_token_rate)

@@ -52,6 +52,13 @@ class DebertaV3RTDPretrainer(keras.Model):
             code's default was 10).
         embedding_sharing: "gdes" (default), "es" or "none".
         seed: seed of the replacement sampling.
+        max_predictions_per_seq: None (default): the generator predicts every position and
+            `mlm_logits` is [B, L, V]. An int K: only the first K masked positions of each row go
+            through the MLM head (`mlm_logits` [B, K, V], their positions in `mlm_positions`
+            [B, K]), as the original computes logits only where tokens are masked; with a
+            128k-row vocabulary that head is most of a small model's step. Mask with the same cap
+            (`DynamicMasking(max_predictions=K)`): a masked token beyond it is not predicted nor
+            replaced, and the discriminator is told it is replaced (it is [MASK]).
 
     Call: a dict of `input_ids` [B, L] (already masked), `attention_mask` [B, L], `labels` [B, L]
     (the original id at masked positions, -100 elsewhere) and, for tests, `replacement_ids`
@@ -63,8 +70,13 @@ class DebertaV3RTDPretrainer(keras.Model):
     decoupled training), then `fit`; the logs carry `loss`, `mlm_loss` and `rtd_loss`.
     """
 
-    def __init__(self, generator, discriminator, rtd_lambda=50.0, embedding_sharing="gdes", seed=None, **kwargs):
+    def __init__(self, generator, discriminator, rtd_lambda=50.0, embedding_sharing="gdes", seed=None,
+                 max_predictions_per_seq=None, **kwargs):
         super().__init__(**kwargs)
+        if max_predictions_per_seq is not None and (isinstance(max_predictions_per_seq, bool) or not isinstance(
+                max_predictions_per_seq, int) or max_predictions_per_seq < 1):
+            raise ValueError(f"max_predictions_per_seq must be None or an integer >= 1, got {max_predictions_per_seq!r}")
+        self.max_predictions_per_seq = max_predictions_per_seq
         if isinstance(rtd_lambda, bool) or not isinstance(rtd_lambda, (int, float)) or not rtd_lambda > 0:
             raise ValueError(f"rtd_lambda must be a number > 0, got {rtd_lambda!r}")
         if embedding_sharing not in EMBEDDING_SHARING:
@@ -135,16 +147,27 @@ class DebertaV3RTDPretrainer(keras.Model):
         replacement_ids = inputs.get("replacement_ids")
         _check_batch(input_ids, labels, mask, replacement_ids, self.generator_model.config.vocab_size)
 
-        gen = self.generator_model({"input_ids": input_ids, "attention_mask": mask}, training=training)
-        mlm_logits = gen["logits"]  # [B, L, V]
-        mlm_loss = losses.sparse_cross_entropy(mlm_logits, labels, ignore_index=IGNORE_INDEX)
-
         masked = ops.not_equal(labels, IGNORE_INDEX)  # [B, L]
-        if replacement_ids is None:
+        outputs = {}
+        if self.max_predictions_per_seq is None:
+            gen = self.generator_model({"input_ids": input_ids, "attention_mask": mask}, training=training)
+            mlm_logits, mlm_labels, predicted = gen["logits"], labels, masked  # [B, L, V], [B, L], [B, L]
+        else:
+            positions, valid = _first_masked_positions(masked, self.max_predictions_per_seq)  # [B, K] each
+            mlm_logits = self._generator_logits_at(input_ids, mask, positions, training)  # [B, K, V]
+            mlm_labels = ops.where(valid, ops.take_along_axis(labels, positions, axis=1), IGNORE_INDEX)  # [B, K]
+            scatter = ops.one_hot(positions, ops.shape(labels)[1], dtype="int32") * ops.cast(valid, "int32")[..., None]
+            predicted = ops.sum(scatter, axis=1) > 0  # [B, L]: masked and predicted
+            outputs["mlm_positions"] = positions
+        mlm_loss = losses.sparse_cross_entropy(mlm_logits, mlm_labels, ignore_index=IGNORE_INDEX)
+
+        if replacement_ids is not None:
+            sampled = _scatter_row_major(ops.cast(replacement_ids, "int32"), masked)  # [B, L]
+        elif self.max_predictions_per_seq is None:
             sampled = self._sample(mlm_logits)  # [B, L]
         else:
-            sampled = _scatter_row_major(ops.cast(replacement_ids, "int32"), masked)
-        corrupted = ops.where(masked, sampled, input_ids)  # [B, L]
+            sampled = ops.sum(scatter * self._sample(mlm_logits)[..., None], axis=1)  # [B, K] -> [B, L]
+        corrupted = ops.where(predicted if replacement_ids is None else masked, sampled, input_ids)  # [B, L]
         rtd_labels = ops.logical_and(masked, ops.not_equal(corrupted, labels))  # [B, L]
 
         disc_inputs = {"attention_mask": mask}
@@ -157,11 +180,20 @@ class DebertaV3RTDPretrainer(keras.Model):
         rtd_logits = self.discriminator_model(disc_inputs, training=training)["logits"]  # [B, L]
         rtd_loss = losses.binary_cross_entropy_with_logits(rtd_logits, rtd_labels, keep=ops.cast(mask, "bool"))
 
-        return {"loss": mlm_loss + self.rtd_lambda * rtd_loss, "mlm_loss": mlm_loss, "rtd_loss": rtd_loss,
-                "mlm_logits": mlm_logits, "rtd_logits": rtd_logits, "corrupted_ids": corrupted}
+        outputs.update(loss=mlm_loss + self.rtd_lambda * rtd_loss, mlm_loss=mlm_loss, rtd_loss=rtd_loss,
+                       mlm_logits=mlm_logits, rtd_logits=rtd_logits, corrupted_ids=corrupted)
+        return outputs
+
+    def _generator_logits_at(self, input_ids, mask, positions, training):
+        """The generator's MLM logits at positions [B, K] only -> [B, K, V]."""
+        gen = self.generator_model
+        states = gen.run_backbone({"input_ids": input_ids, "attention_mask": mask}, training=training,
+                                  output_hidden_states=False, output_attentions=False)["last_hidden_state"]
+        picked = ops.take_along_axis(states, positions[..., None], axis=1)  # [B, K, hidden]
+        return gen.head(picked, {}, training=training)["logits"]
 
     def _sample(self, mlm_logits):
-        """One draw from softmax(logits) per position, no gradient -> [B, L] int32."""
+        """One draw from softmax(logits) per position, no gradient: [B, P, V] -> [B, P] int32."""
         batch, length = ops.shape(mlm_logits)[0], ops.shape(mlm_logits)[1]
         flat = ops.reshape(ops.stop_gradient(ops.cast(mlm_logits, "float32")), (batch * length, -1))
         draws = keras.random.categorical(flat, 1, seed=self.seed_generator, dtype="int32")  # [B * L, 1]
@@ -207,6 +239,16 @@ class DebertaV3RTDPretrainer(keras.Model):
     def get_config(self):
         raise NotImplementedError("save the two models: pretrainer.generator / pretrainer.discriminator "
                                   ".save_pretrained(dir)")
+
+
+def _first_masked_positions(masked, count):
+    """The first `count` masked positions of each row -> (positions [B, K] int32, valid [B, K] bool);
+    rows with fewer masked tokens are filled with unmasked positions marked invalid."""
+    length = ops.shape(masked)[1]
+    count = min(count, length) if isinstance(length, int) else count
+    earlier_first = ops.where(masked, length - ops.arange(length, dtype="int32")[None, :], 0)  # [B, L]
+    scores, positions = ops.top_k(earlier_first, count, sorted=True)
+    return ops.cast(positions, "int32"), scores > 0
 
 
 def _scatter_row_major(values, selected):
