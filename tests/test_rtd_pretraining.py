@@ -369,3 +369,18 @@ def test_predictions_only_at_masked_positions_equal_the_full_head(rng):
     ids = rng.randint(5, 99, size=(16, 30)).astype("int32")
     labels = np.asarray(masker({"input_ids": ids})["labels"])
     assert (labels != -100).sum(axis=1).max() == 3
+
+
+def test_mlm_only_pretrainer_loss_is_the_masked_lm_loss(rng):
+    from keras_deberta.pretraining import MaskedLMPretrainer
+
+    gen, _ = _pair()
+    batch = _masked_batch(rng)
+    full = gen({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": batch["labels"]})
+    out = MaskedLMPretrainer(gen, max_predictions_per_seq=2)(batch)
+    np.testing.assert_allclose(to_numpy(out["loss"]), to_numpy(full.loss)[0], rtol=1e-6)
+    pretrainer = MaskedLMPretrainer(gen, max_predictions_per_seq=2)
+    pretrainer.compile(optimizer=keras.optimizers.Adam(5e-3))
+    losses = pretrainer.fit({k: np.tile(v, (4, 1)) for k, v in batch.items()}, epochs=4, batch_size=12,
+                            verbose=0).history["loss"]
+    assert losses[-1] < losses[0], losses
