@@ -93,6 +93,10 @@ class DebertaV3RTDPretrainer(keras.Model):
             # The discriminator's table is not read while sharing: it must not be stepped (weight
             # decay would move it) and holds the effective table only when folded.
             _word_embeddings(discriminator).trainable = False
+        # A table assigned from the other model's (`disc.assign(gen)`) may hold the very same
+        # buffer on JAX, which a compiled step cannot take twice: each gets its own copy.
+        disc_table = _word_embeddings(discriminator).embeddings
+        disc_table.assign(ops.copy(disc_table))
         if embedding_sharing == "gdes":
             gen_table = _word_embeddings(generator).embeddings
             disc_table = _word_embeddings(discriminator).embeddings
@@ -193,10 +197,17 @@ class DebertaV3RTDPretrainer(keras.Model):
         return gen.head(picked, {}, training=training)["logits"]
 
     def _sample(self, mlm_logits):
-        """One draw from softmax(logits) per position, no gradient: [B, P, V] -> [B, P] int32."""
+        """One draw from softmax(logits) per position, no gradient: [B, P, V] -> [B, P] int32.
+
+        By the inverse CDF: one uniform number per position against the cumulative
+        probabilities, instead of the V Gumbel numbers per position `keras.random.categorical`
+        draws (with a 128k vocabulary generating them took most of a CPU step)."""
         batch, length = ops.shape(mlm_logits)[0], ops.shape(mlm_logits)[1]
-        flat = ops.reshape(ops.stop_gradient(ops.cast(mlm_logits, "float32")), (batch * length, -1))
-        draws = keras.random.categorical(flat, 1, seed=self.seed_generator, dtype="int32")  # [B * L, 1]
+        probs = ops.softmax(ops.stop_gradient(ops.cast(mlm_logits, "float32")), axis=-1)
+        cdf = ops.cumsum(ops.reshape(probs, (batch * length, -1)), axis=-1)  # [B * P, V]
+        u = keras.random.uniform((batch * length, 1), seed=self.seed_generator) * cdf[:, -1:]
+        draws = ops.sum(ops.cast(cdf <= u, "int32"), axis=-1)  # first index whose cdf exceeds u
+        draws = ops.minimum(draws, ops.shape(cdf)[1] - 1)
         return ops.reshape(draws, (batch, length))
 
     # --- Keras training -------------------------------------------------------------------------
