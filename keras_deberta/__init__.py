@@ -30,6 +30,9 @@ _EXPORTS = {
     "DebertaV2TokenizerFast": "keras_deberta.tokenization_deberta_v2",
     "TokenizerFileError": "keras_deberta.tokenization_deberta_v2",
     "CheckpointError": "presets.errors", "CheckpointNotFoundError": "presets.errors",
+    "ExportedModel": "presets.runtimes",
+    "TFDebertaV2ForReplacedTokenDetection": "keras_deberta.rtd",
+    "DebertaV3RTDPretrainer": "keras_deberta.pretraining", "DynamicMasking": "keras_deberta.pretraining",
 }
 # The Auto classes (shared with keras_deepseek) dispatch to these on a checkpoint's model_type; named
 # as "module:class" so that registering imports nothing.

@@ -9,6 +9,10 @@ One field is ours, not transformers': `attention_block_size` (None: automatic, b
 above 1024 tokens; an int > 0: blocks of that many query rows whenever the sequence is longer; 0:
 never blocked; see `layers.DisentangledSelfAttention`). It changes memory, not the math, and is
 left out of `to_dict` while None, so config.json files stay as transformers writes them.
+
+Another is `enhanced_mask_decoder` (default False, transformers' behaviour): True gives the masked-LM
+classes the original enhanced mask decoder (keras_deberta/emd.py). It is left out of `to_dict`
+while False.
 """
 
 from presets import config_bounds as cb
@@ -19,7 +23,7 @@ _SHARED_DEFAULTS = dict(
     type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7, relative_attention=False,
     max_relative_positions=-1, position_biased_input=True, pos_att_type=None, pooler_dropout=0.0,
     pooler_hidden_act="gelu", legacy=True, embedding_size=None, pooler_hidden_size=None, cls_dropout=None,
-    attention_block_size=None,
+    attention_block_size=None, enhanced_mask_decoder=False,
 )
 
 
@@ -129,6 +133,8 @@ class _DebertaConfigBase(BaseConfig):
         for name in ("cls_dropout", "attention_block_size"):  # absent from transformers' files when unset
             if out.get(name) is None:
                 out.pop(name, None)
+        if not out.get("enhanced_mask_decoder"):
+            out.pop("enhanced_mask_decoder", None)
         return out
 
 

@@ -90,13 +90,17 @@ class DebertaEncoderLayer(_ConfiguredLayer):
         self.output_norm.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, hidden_states, attention_mask, rel_embeddings=None, training=False, return_attention_scores=False):
+    def call(self, hidden_states, attention_mask, rel_embeddings=None, training=False, return_attention_scores=False,
+             query_states=None):
+        # query_states [B, L, hidden] (the enhanced mask decoder): queries and the residual come
+        # from it, keys and values from hidden_states.
         context, probs = self.attention(
             hidden_states, attention_mask=attention_mask, rel_embeddings=rel_embeddings,
-            training=training, return_attention_scores=return_attention_scores,
+            training=training, return_attention_scores=return_attention_scores, query_states=query_states,
         )
         attended = self.dropout(self.attention_output(context), training=training)
-        attended = self.attention_norm(attended + hidden_states)
+        residual = hidden_states if query_states is None else query_states
+        attended = self.attention_norm(attended + residual)
         inner = self.activation(self.intermediate(attended))
         out = self.dropout(self.output_dense(inner), training=training)
         return self.output_norm(out + attended), probs

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_deberta import heads, layout
+from keras_deberta.emd import EnhancedMaskDecoder
 from keras_deberta.preprocessing import serving_module
 from layers import losses
 from layers.embeddings import embedding_table
@@ -152,11 +153,39 @@ class MaskedLMTask:
     )
 
     def build_head(self, config):
+        self.enhanced_mask_decoder = None
+        if getattr(config, "enhanced_mask_decoder", False):
+            # The original EMD feeds its own head, `lm_predictions.lm_head` (the v1 Hub checkpoints
+            # store it): the config says so, so transformers loads that head from our saved files.
+            config.legacy = False
+            self.enhanced_mask_decoder = EnhancedMaskDecoder(config, name="enhanced_mask_decoder")
         self.legacy = bool(getattr(config, "legacy", True))
         self.lm_head = heads.MaskedLMHead(config, legacy=self.legacy, name="cls" if self.legacy else "lm_predictions")
 
     def head_layer_shapes(self):
+        if self.enhanced_mask_decoder is not None:
+            return [(self.lm_head, None), (self.enhanced_mask_decoder, None)]
         return [(self.lm_head, None)]
+
+    def run_backbone(self, inputs, training, output_hidden_states, output_attentions):
+        if self.enhanced_mask_decoder is None:
+            return super().run_backbone(inputs, training, output_hidden_states, output_attentions)
+        features = dict(super().run_backbone(inputs, training, True, output_attentions))
+        position_ids = inputs.get("position_ids")
+        if position_ids is not None:  # they index the decoder's position table
+            position_ids = check_index_range("position_ids", position_ids, self.config.max_position_embeddings)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = ops.ones(ops.shape(features["last_hidden_state"])[:2], dtype="int32")
+        rel = self.deberta.rel_embeddings.table() if self.deberta.rel_embeddings is not None else None
+        # The MLM head reads the decoder's output in place of the last layer's.
+        features["last_hidden_state"] = self.enhanced_mask_decoder(
+            features["hidden_states"], decoder_layer=self.deberta.encoder_layers[-1],
+            attention_mask=ops.cast(mask, "bool"), rel_embeddings=rel,
+            position_ids=position_ids, training=training)
+        if not output_hidden_states:
+            features.pop("hidden_states")
+        return features
 
     def output_embedding_layer(self):  # the decoder is tied to the word embeddings
         return self.deberta.embeddings.word_embeddings
@@ -180,6 +209,9 @@ class MaskedLMTask:
         add_dense_specs(specs, f"{base}.dense", self.lm_head.dense)
         add_layer_norm_specs(specs, f"{base}.LayerNorm", self.lm_head.layer_norm)
         specs["cls.predictions.bias" if self.legacy else "lm_predictions.lm_head.bias"] = (self.lm_head.bias, "identity")
+        emd = self.enhanced_mask_decoder
+        if emd is not None and emd.position_embeddings is not None:
+            specs["deberta.embeddings.position_embeddings.weight"] = (emd.position_embeddings.embeddings, "identity")
         return specs
 
     def check_labels(self, inputs):

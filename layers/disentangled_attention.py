@@ -60,6 +60,8 @@ class DisentangledSelfAttention(keras.layers.Layer):
         hidden_states: [B, L, hidden_size].
         attention_mask: boolean, [B, L] (key and query padding) or [B, L_q, L_k] pairwise.
         rel_embeddings: [2 * span, hidden_size] relative table (already layer-normed if configured).
+        query_states: optional [B, L, hidden_size] stream the queries are projected from (keys and
+            values still come from hidden_states); DeBERTa's enhanced mask decoder uses it.
     Returns:
         (context [B, L, num_heads * head_size], probabilities [B, H, L, L] or None).
     """
@@ -206,8 +208,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
         scores = skew_to_relative(scores, num_rows, num_cols)  # [H, B, Lr, Lc]
         return ops.transpose(scores, (1, 0, 3, 2) if transpose else (1, 0, 2, 3))
 
-    def _query_key_value(self, hidden_states):
-        """-> query, key, value, each [B, H, L, D]."""
+    def _query_key_value(self, hidden_states, query_only=False):
+        """-> query, key, value, each [B, H, L, D] (the query alone with `query_only`)."""
+        if query_only and not self.fused_qkv:
+            return self._split_heads(self.query_proj(hidden_states))
         if not self.fused_qkv:
             return (self._split_heads(self.query_proj(hidden_states)),
                     self._split_heads(self.key_proj(hidden_states)),
@@ -215,6 +219,8 @@ class DisentangledSelfAttention(keras.layers.Layer):
         qkv = self._split_heads_width(self.in_proj(hidden_states), 3 * self.head_size)  # [B, H, L, 3D]
         query, key, value = ops.split(qkv, 3, axis=-1)
         per_head = lambda bias: ops.reshape(ops.cast(bias, query.dtype), (self.num_heads, 1, self.head_size))
+        if query_only:
+            return query + per_head(self.q_bias)
         return query + per_head(self.q_bias), key, value + per_head(self.v_bias)
 
     def _split_heads_width(self, x, width):
@@ -229,8 +235,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
         return ops.einsum("bhij,hg->bgij", x, ops.cast(mixing, x.dtype))
 
     def call(self, hidden_states, attention_mask=None, rel_embeddings=None, training=False,
-             return_attention_scores=False):
+             return_attention_scores=False, query_states=None):
         query, key, value = self._query_key_value(hidden_states)  # [B, H, L, D] each
+        if query_states is not None:  # a separate query stream: only q is projected from it
+            query = self._query_key_value(query_states, query_only=True)
         length = ops.shape(hidden_states)[1]
 
         # Scaling q before the products keeps float16 scores in range (fp16 overflow is a known

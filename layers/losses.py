@@ -46,12 +46,13 @@ def mean_squared_error(predictions, targets, sample_weight=None):
     return _weighted_mean(diff * diff, ops.ones_like(diff), sample_weight)
 
 
-def binary_cross_entropy_with_logits(logits, targets, sample_weight=None):
+def binary_cross_entropy_with_logits(logits, targets, sample_weight=None, keep=None):
+    """Mean binary cross-entropy; `keep` (same shape as logits, bool) limits the mean to those elements."""
     x = ops.cast(logits, "float32")
     z = ops.cast(targets, "float32")
     # max(x, 0) - x z + log(1 + exp(-|x|)): the stable form torch uses.
     values = ops.maximum(x, 0.0) - x * z + ops.log1p(ops.exp(-ops.abs(x)))
-    return _weighted_mean(values, ops.ones_like(values), sample_weight)
+    return _weighted_mean(values, ops.ones_like(values) if keep is None else keep, sample_weight)
 
 
 def causal_lm_loss(logits, labels, sample_weight=None):

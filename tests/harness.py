@@ -43,7 +43,7 @@ def deepseek_config(**overrides):
 
 DEBERTA_V2_CLASSES = (kd.TFDebertaV2Model, kd.TFDebertaV2ForMaskedLM, kd.TFDebertaV2ForSequenceClassification,
                       kd.TFDebertaV2ForTokenClassification, kd.TFDebertaV2ForQuestionAnswering,
-                      kd.TFDebertaV2ForMultipleChoice)
+                      kd.TFDebertaV2ForMultipleChoice, kd.TFDebertaV2ForReplacedTokenDetection)
 DEBERTA_V1_CLASSES = (kd.TFDebertaModel, kd.TFDebertaForMaskedLM, kd.TFDebertaForSequenceClassification,
                       kd.TFDebertaForTokenClassification, kd.TFDebertaForQuestionAnswering,
                       kd.TFDebertaForMultipleChoice)
@@ -90,6 +90,8 @@ def example_labels(model, ids, rng):
     primary = model.primary_output_names[0]
     if isinstance(model, (kd.TFDebertaV2ForMaskedLM, kd.TFDebertaForMaskedLM, ks.TFDeepseekV2ForCausalLM)):
         return {"labels": rng.randint(0, config.vocab_size, size=ids.shape).astype("int32")}
+    if isinstance(model, kd.TFDebertaV2ForReplacedTokenDetection):  # 1 = replaced token
+        return {"labels": rng.randint(0, 2, size=ids.shape).astype("int32")}
     if "TokenClassification" in type(model).__name__:
         return {"labels": rng.randint(0, config.num_labels, size=ids.shape).astype("int32")}
     if model.input_rank == 3:

@@ -32,6 +32,8 @@ def _expected_shapes(model, batch, length):
         return {"logits": (batch, length, config.vocab_size)}
     if "TokenClassification" in name:
         return {"logits": (batch, length, config.num_labels)}
+    if "ReplacedTokenDetection" in name:
+        return {"logits": (batch, length)}
     if "QuestionAnswering" in name:
         return {"start_logits": (batch, length), "end_logits": (batch, length)}
     if "MultipleChoice" in name:

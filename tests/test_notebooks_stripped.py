@@ -11,10 +11,10 @@ HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 NOTEBOOKS = sorted(glob.glob(os.path.join(HERE, "*.ipynb")))
 
 
-def test_there_are_the_four_notebooks_of_the_issue():
+def test_there_are_the_notebooks_of_the_issues():
     names = {os.path.basename(p) for p in NOTEBOOKS}
     assert {"finetune_text_classification.ipynb", "question_answering.ipynb", "deepseek_generation.ipynb",
-            "export_and_serve.ipynb"} <= names
+            "export_and_serve.ipynb", "pretrain_rtd.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
