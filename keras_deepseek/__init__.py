@@ -16,6 +16,7 @@ _EXPORTS = {
                                     "TFDeepseekV2Model", "TFDeepseekV2PreTrainedModel")},
     "InputTooLongError": "keras_deepseek.pipelines", "pipeline": "keras_deepseek.pipelines",
     "DeepseekV2Tokenizer": "keras_deepseek.tokenization_deepseek_v2",
+    "ExportedModel": "presets.runtimes",
 }
 # The Auto classes (shared with keras_deberta) dispatch to these on a checkpoint's model_type;
 # DeepSeek-V2 checkpoints name LlamaTokenizerFast in tokenizer_config.json.
