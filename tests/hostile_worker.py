@@ -475,12 +475,14 @@ def case_model_python_rows_as_input_ids():
     import numpy as np
     from keras import ops
 
+    # The reading is TFPreTrainedModel.__call__'s, shared by both families; DeBERTa's forward is the
+    # cheap one to run twice (DeepSeek's eager MoE takes most of a second per call on JAX).
     rows = [[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]]
-    for model in (deberta_model(), deepseek_model()):
-        got = ops.convert_to_numpy(model(rows)[0])
-        want = ops.convert_to_numpy(model(np.array(rows, "int32"))[0])
-        if not np.array_equal(got, want):
-            raise CaseFailed("a list of token rows gave another answer than the same rows as an array")
+    model = deberta_model()
+    got = ops.convert_to_numpy(model(rows)[0])
+    want = ops.convert_to_numpy(model(np.array(rows, "int32"))[0])
+    if not np.array_equal(got, want):
+        raise CaseFailed("a list of token rows gave another answer than the same rows as an array")
 
 
 def case_generate_empty_batch():
