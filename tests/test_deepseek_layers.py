@@ -160,9 +160,9 @@ def test_quantize_int8_reaches_experts(monkeypatch):
     model = TFDeepseekV2ForCausalLM(config)
     ids = _IDS
     before = _np(model(ids).logits)
-    model._generate_fns = {"stale": None}  # loops compiled before quantize must be dropped
+    model._generate_functions()["stale"] = None  # loops compiled before quantize must be dropped
     model.quantize("int8")
-    assert "_generate_fns" not in model.__dict__
+    assert "stale" not in model._generate_functions()
     experts = model.model.decoder_layers[0].mlp.experts
     assert experts.quantized and str(experts.gate_kernel.dtype) == "int8"
     assert model.model.decoder_layers[0].self_attn.kv_b_proj.quantization_mode == "int8"
