@@ -7,6 +7,7 @@ saving move one tensor at a time in the variables' own dtype.
 """
 
 import contextlib
+import os
 import re
 import warnings
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from presets.errors import CheckpointError
 from presets.placement import assign_entry_permuted, assign_permuted, read_permuted
+from presets.progress import byte_progress, tensor_nbytes
 from presets.sources import materialise, shard_of
 
 # How an HF (PyTorch-layout) tensor becomes a Keras variable value: an axis permutation (each is
@@ -230,6 +232,22 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     for name in to_load:
         by_shard.setdefault(shard_of(tensors[name]), []).append(name)
     stacks = _StackFiller()
+    total = sum(tensor_nbytes(tensors[n].shape, tensors[n].dtype) for n in to_load)
+    with byte_progress(total, f"Loading {os.path.basename(os.fspath(source))}") as advance:
+        _assign_by_shard(specs, tensors, by_shard, order, stacks, advance)
+    release_free_memory()
+    ignored = sorted(set(tensors) - set(specs)) + other_heads
+    if other_heads:  # transformers' "Some weights of the model checkpoint ... were not used"
+        shown = ", ".join(other_heads[:8]) + (f" and {len(other_heads) - 8} more" if len(other_heads) > 8 else "")
+        warnings.warn(f"{source}: {len(other_heads)} checkpoint tensor(s) this model does not use were ignored "
+                      f"(another task's head): {shown}", stacklevel=3)
+    missing_ok = sorted(n for n in specs if n not in tensors)
+    return {"ignored": ignored, "missing": missing_ok, "mismatched": [n for n, _, _ in mismatched]}
+
+
+def _assign_by_shard(specs, tensors, by_shard, order, stacks, advance):
+    """Reads, converts and assigns every tensor of `by_shard` ({shard: names}), one shard mapped at
+    a time; `advance(nbytes)` after each (a progress bar)."""
     unreturned = 0  # bytes of host copies freed since the last trim
     for shard, names in sorted(by_shard.items(), key=lambda kv: "" if kv[0] is None else kv[0].path):
         with (shard.opened() if shard is not None else contextlib.nullcontext()):
@@ -240,19 +258,12 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
                     stacks.put(slot, array, transform)  # copied (and cast) into the stack's buffer
                 else:
                     assign_permuted(slot, array, PERMUTATIONS[transform])  # cast + permuted by the backend
+                advance(array.nbytes)
                 unreturned += 3 * array.nbytes
                 del array
                 if unreturned >= _TRIM_BYTES:
                     release_free_memory()
                     unreturned = 0
-    release_free_memory()
-    ignored = sorted(set(tensors) - set(specs)) + other_heads
-    if other_heads:  # transformers' "Some weights of the model checkpoint ... were not used"
-        shown = ", ".join(other_heads[:8]) + (f" and {len(other_heads) - 8} more" if len(other_heads) > 8 else "")
-        warnings.warn(f"{source}: {len(other_heads)} checkpoint tensor(s) this model does not use were ignored "
-                      f"(another task's head): {shown}", stacklevel=3)
-    missing_ok = sorted(n for n in specs if n not in tensors)
-    return {"ignored": ignored, "missing": missing_ok, "mismatched": [n for n, _, _ in mismatched]}
 
 
 def add_dense_specs(specs, name, layer):

@@ -20,6 +20,7 @@ import tempfile
 import numpy as np
 
 from presets.io import atomic_path, atomic_write_text, remove_stale_temporaries_in
+from presets.progress import byte_progress, tensor_nbytes
 from presets.sources import SAFETENSORS_CODES
 
 WEIGHTS_NAME = "model.safetensors"
@@ -120,12 +121,18 @@ def save_safetensors_checkpoint(directory, layout, fetch, *, max_shard_size="5GB
     umask = os.umask(0)
     os.umask(umask)
     temporaries = []
+    total = sum(tensor_nbytes(shape, dtype) for shape, dtype in layout.values())
     try:
-        for filename, names in zip(filenames, shards):
-            tmp = _temporary(directory, filename)
-            temporaries.append(tmp)
-            write_safetensors(tmp, layout, write_order(names) if write_order else names, fetch, metadata)
-            os.chmod(tmp, 0o666 & ~umask)
+        with byte_progress(total, f"Saving {os.path.basename(os.path.normpath(directory))}") as advance:
+            def fetch_counted(name):
+                advance(tensor_nbytes(*layout[name]))
+                return fetch(name)
+
+            for filename, names in zip(filenames, shards):
+                tmp = _temporary(directory, filename)
+                temporaries.append(tmp)
+                write_safetensors(tmp, layout, write_order(names) if write_order else names, fetch_counted, metadata)
+                os.chmod(tmp, 0o666 & ~umask)
     except BaseException:
         for tmp in temporaries:
             if os.path.exists(tmp):

@@ -1,22 +1,11 @@
 """The transformers-style example without ../shared/data: SST-2 comes from the Hub's `datasets`
 when online, and offline the script stops with one message naming what is missing."""
 
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("tensorflow")
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location(
-        "hf_tf_style_finetune_data", os.path.join(ROOT, "examples", "hf_tf_style_finetune.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from test_hf_tf_script import _example  # noqa: E402  (a fresh module each call)
 
 
 def test_sst2_from_the_hub_then_a_clear_message_offline(tmp_path, monkeypatch):
