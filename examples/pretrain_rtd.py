@@ -108,7 +108,8 @@ def pretrain(pretrainer, data, seconds, label):
     elapsed = time.perf_counter() - cb.start
     first = {k: round(float(v), 3) for k, v in cb.first.items()}
     last = {k: round(float(v), 3) for k, v in cb.last.items()}
-    print(f"{label}: {cb.steps} steps in {elapsed:.0f} s (+ compile); first step {first}; last {last}", flush=True)
+    print(f"{label}: {cb.steps} steps in {elapsed:.0f} s (+ compile); first step {first}; mean over the run {last}",
+          flush=True)
     return cb.steps
 
 

@@ -4,15 +4,14 @@ model with the enhanced mask decoder. `TFDebertaV2ForMaskedLM.fit` with labels w
 computes [B, L, vocab] logits: with a 128k vocabulary that is most of a small model's step."""
 
 import keras
-import numpy as np
 from keras import ops
 
+from keras_deberta.pretraining.own_loss import OwnLossPretrainer
 from keras_deberta.pretraining.rtd_pretrainer import IGNORE_INDEX, _check_batch, _first_masked_positions
 from layers import losses
-from presets.model_io import concrete_value
 
 
-class MaskedLMPretrainer(keras.Model):
+class MaskedLMPretrainer(OwnLossPretrainer):
     """`model`: a DeBERTa masked LM. Call on a dict of `input_ids` (masked), `attention_mask`,
     `labels` (-100 where not masked) -> `loss`, `mlm_logits` [B, K, V], `mlm_positions` [B, K]
     (the first K = `max_predictions_per_seq` masked positions of each row)."""
@@ -33,7 +32,7 @@ class MaskedLMPretrainer(keras.Model):
         labels = ops.cast(inputs["labels"], "int32")
         mask = inputs.get("attention_mask")
         mask = ops.ones_like(input_ids) if mask is None else ops.cast(mask, "int32")
-        _check_batch(input_ids, labels, mask, None, self.model.config.vocab_size)
+        self.check_batch(input_ids, labels, mask)
         positions, valid = _first_masked_positions(ops.not_equal(labels, IGNORE_INDEX), self.max_predictions_per_seq)
         states = self.model.run_backbone({"input_ids": input_ids, "attention_mask": mask}, training=training,
                                          output_hidden_states=False, output_attentions=False)["last_hidden_state"]
@@ -43,24 +42,9 @@ class MaskedLMPretrainer(keras.Model):
         loss = losses.sparse_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
         return {"loss": loss, "mlm_logits": logits, "mlm_positions": positions}
 
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if isinstance(x, dict) and all(concrete_value(v) is not None for v in x.values()):
-            ids = ops.convert_to_tensor(x["input_ids"])
-            _check_batch(ids, ops.convert_to_tensor(x["labels"]),
-                         ops.convert_to_tensor(x.get("attention_mask", np.ones(ids.shape, "int32"))), None,
-                         self.model.config.vocab_size)
-        return super().fit(x, y, *args, **kwargs)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return y_pred["loss"]
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.loss_tracker.update_state(y_pred["loss"])
-        return {"loss": self.loss_tracker.result()}
-
     @property
     def metrics(self):
         return [self.loss_tracker]
 
-    def get_config(self):
-        raise NotImplementedError("save the model itself: pretrainer.model.save_pretrained(dir)")
+    def check_batch(self, input_ids, labels, attention_mask):
+        _check_batch(input_ids, labels, attention_mask, None, self.model.config.vocab_size)

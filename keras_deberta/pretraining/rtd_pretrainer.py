@@ -26,10 +26,10 @@ DebertaV2Model.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_deberta.pretraining.decoupled_optimizer import DecoupledOptimizer
+from keras_deberta.pretraining.own_loss import OwnLossPretrainer
 from layers import losses
 from presets.model_io import concrete_value
 
@@ -41,7 +41,7 @@ def _word_embeddings(model):
     return model.deberta.embeddings.word_embeddings
 
 
-class DebertaV3RTDPretrainer(keras.Model):
+class DebertaV3RTDPretrainer(OwnLossPretrainer):
     """RTD pretraining of a generator / discriminator pair.
 
     Args:
@@ -105,7 +105,7 @@ class DebertaV3RTDPretrainer(keras.Model):
             self.embedding_delta.assign(ops.cast(disc_table, gen_table.dtype) - gen_table)
         self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
         self.rtd_loss_tracker = keras.metrics.Mean(name="rtd_loss")
-        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")  # each named after a call output
 
     # --- the two models -------------------------------------------------------------------------
     @property
@@ -224,32 +224,12 @@ class DebertaV3RTDPretrainer(keras.Model):
                                            self.generator_model.trainable_variables)
         super().compile(optimizer=optimizer if optimizer is not None else "adam", **kwargs)
 
-    def fit(self, x=None, y=None, *args, **kwargs):
-        # Arrays known now are checked as a whole before any step runs (inside the compiled step
-        # only a finite loss can be guaranteed: an all-padding batch gives 0, never NaN).
-        if isinstance(x, dict) and all(concrete_value(v) is not None for v in x.values()):
-            ids = ops.convert_to_tensor(x["input_ids"])
-            _check_batch(ids, ops.convert_to_tensor(x["labels"]),
-                         ops.convert_to_tensor(x.get("attention_mask", np.ones(ids.shape, "int32"))), None,
-                         self.generator_model.config.vocab_size)
-        return super().fit(x, y, *args, **kwargs)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return y_pred["loss"]
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.total_loss_tracker.update_state(y_pred["loss"])
-        self.mlm_loss_tracker.update_state(y_pred["mlm_loss"])
-        self.rtd_loss_tracker.update_state(y_pred["rtd_loss"])
-        return {m.name: m.result() for m in (self.total_loss_tracker, self.mlm_loss_tracker, self.rtd_loss_tracker)}
-
     @property
     def metrics(self):
         return [self.total_loss_tracker, self.mlm_loss_tracker, self.rtd_loss_tracker]
 
-    def get_config(self):
-        raise NotImplementedError("save the two models: pretrainer.generator / pretrainer.discriminator "
-                                  ".save_pretrained(dir)")
+    def check_batch(self, input_ids, labels, attention_mask):
+        _check_batch(input_ids, labels, attention_mask, None, self.generator_model.config.vocab_size)
 
 
 def _first_masked_positions(masked, count):
