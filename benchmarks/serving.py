@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from common import bracketed_reference, median_seconds, run_backend_workers
+from encoder import _compiled, _inputs  # the same inputs and per-backend compilation as the encoder benchmark
 
 SHAPES = [(8, 128), (2, 512)]  # (batch, length)
 MATRIX_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f")
@@ -52,41 +53,6 @@ def _config(quick):
     return config
 
 
-def _inputs(batch, length, vocab):
-    rng = np.random.RandomState(0)
-    ids = rng.randint(5, vocab, size=(batch, length)).astype("int32")
-    return ids, np.ones_like(ids)
-
-
-def _compiled(backend, model):
-    """Inference compiled as each backend does best: jax.jit over a stateless call, tf.function with
-    XLA, torch eager under no_grad."""
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def fn(tv, ntv, ids, mask):
-            out, _ = model.stateless_call(tv, ntv, {"input_ids": ids, "attention_mask": mask})
-            return out["logits"]
-
-        return lambda ids, mask: fn(trainable, non_trainable, ids, mask)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(lambda ids, mask: model({"input_ids": ids, "attention_mask": mask})["logits"],
-                           jit_compile=True)
-    import torch
-
-    def fn(ids, mask):
-        with torch.no_grad():
-            return model({"input_ids": ids, "attention_mask": mask})["logits"]
-
-    return fn
-
-
 def run_worker(backend, repeats, quick):
     os.environ["KERAS_BACKEND"] = backend
     import keras
@@ -101,13 +67,13 @@ def run_worker(backend, repeats, quick):
         model = TFDebertaV2ForSequenceClassification(config, dtype="mixed_bfloat16" if variant == "mixed_bfloat16" else None)
         if variant == "int8":
             model.quantize("int8")
-        fn = _compiled(backend, model)
+        fn = _compiled(backend, model, lambda ids, mask: {"input_ids": ids, "attention_mask": mask})
         for batch, length in SHAPES:
             ids, mask = _inputs(batch, length, config.vocab_size)
             if backend != "jax":
                 ids, mask = ops.convert_to_tensor(ids), ops.convert_to_tensor(mask)
             results[f"{variant}|{batch}x{length}"] = batch * length / median_seconds(
-                lambda: ops.convert_to_numpy(fn(ids, mask)), repeats)
+                lambda: ops.convert_to_numpy(fn(ids, mask)["logits"]), repeats)
         del model, fn
     print(json.dumps(results))
 
