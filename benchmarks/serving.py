@@ -146,6 +146,25 @@ def run_runtimes(sessions, repeats, quick):
     return results
 
 
+def torch_int8_kernels(repeats):
+    """Why int8 is slow on PyTorch CPU: Keras 3.15's `ops.matmul` of two int8 tensors takes
+    `torch._int_mm` (an int8 GEMM) only on CUDA and otherwise multiplies in int32 with
+    `torch.matmul`, which has no BLAS kernel. Times that path beside `torch._int_mm`, float32
+    and bfloat16 on one FFN-sized product (1024 tokens x 768 -> 3072). Returns {label: seconds}."""
+    import torch
+    from keras.src.backend.torch import numpy as keras_torch_numpy  # the backend op int8 Dense calls
+
+    m, k, n = 1024, 768, 3072
+    a = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+    b = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+    af, bf = a.float(), b.float()
+    ah, bh = af.bfloat16(), bf.bfloat16()
+    return {"Keras ops.matmul(int8, int8) on CPU": median_seconds(lambda: keras_torch_numpy.matmul(a, b), repeats),
+            "torch._int_mm (int8 GEMM)": median_seconds(lambda: torch._int_mm(a, b), repeats),
+            "torch.matmul float32": median_seconds(lambda: af @ bf, repeats),
+            "torch.matmul bfloat16": median_seconds(lambda: ah @ bh, repeats)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
@@ -181,6 +200,10 @@ def main():
         for label, row_shape, tps in rows:
             if row_shape == shape:
                 print(f"{label:<40}{shape:>16}{tps:>11.0f}{tps / hf:>8.2f}")
+    if "torch" in args.backends:
+        print("\nPyTorch CPU matmul kernels, 1024 x 768 -> 3072 (median ms):")
+        for label, seconds in torch_int8_kernels(args.repeats).items():
+            print(f"  {label:<40}{seconds * 1e3:>9.1f}")
 
 
 if __name__ == "__main__":
