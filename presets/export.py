@@ -191,8 +191,7 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
         if format in RUNTIME_FORMATS:
             graph = os.path.join(os.path.dirname(staging), "graph")  # the TensorFlow-graph SavedModel
             if backend == "tensorflow":
-                _export_in_process(model, graph, max_length=max_length)
-                runtime_export.convert(graph, staging, format)
+                _convert_in_process(model, graph, staging, format, max_length)
             else:  # JAX's SavedModel holds StableHLO, which no converter reads: trace under TensorFlow
                 _export_through_tensorflow(model, graph, max_length=max_length, convert_to=(format, staging))
             runtime_export.write_metadata(model, staging, format, max_length)
@@ -382,6 +381,17 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
         archive.write_out(directory, verbose=False)
 
 
+def _convert_in_process(model, graph, output_dir, format, max_length):
+    """The `format` artifact of a model on the TensorFlow backend: ONNX traced from the model itself,
+    OpenVINO and LiteRT converted from its SavedModel written to `graph` (presets/runtime_export.py)."""
+    if format == "onnx":
+        with runtime_index_checks_disabled(), _full_attention_below(model, max_length):
+            runtime_export.model_to_onnx(model, output_dir, input_signature(model), model.primary_output_names)
+    else:
+        _export_in_process(model, graph, max_length=max_length)
+        runtime_export.convert(graph, output_dir, format)
+
+
 @contextlib.contextmanager
 def _full_attention_below(model, max_length):
     """Traces DeBERTa attention in its full form when every length the export admits takes that
@@ -493,10 +503,11 @@ def _export_from_spec(spec_file):
         pre = spec["preprocessor"]
         cls = getattr(importlib.import_module(pre["module"]), pre["class"])
         text_preprocessor = cls.from_pretrained(pre["tokenizer_dir"], **pre["kwargs"])
-    _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
     if spec.get("convert_to"):
         format, directory = spec["convert_to"]
-        runtime_export.convert(spec["output"], directory, format)
+        _convert_in_process(model, spec["output"], directory, format, spec["max_length"])
+    else:
+        _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
 
 
 # --- atomic write --------------------------------------------------------------------------------
