@@ -103,8 +103,11 @@ def model_to_onnx(model, output_dir, input_specs, output_names):
         raise RuntimeError(f"tf2onnx renamed the graph inputs: {[i.name for i in graph.input][:8]}...")
     del graph.input[:]
     graph.input.extend(kept)
+    used = _names_read(graph)
     size = 0
     for name, variable in by_name.items():  # one variable at a time: no second copy of the model
+        if name not in used:  # e.g. dropout seed states: nothing at inference reads them
+            continue
         value = keras.ops.convert_to_numpy(variable.value)
         size += value.nbytes
         graph.initializer.append(onnx.numpy_helper.from_array(value, name))
@@ -130,6 +133,17 @@ def write_metadata(model, output_dir, format, max_length):
     with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     model.config.save_pretrained(output_dir)
+
+
+def _names_read(graph):
+    """Every tensor name a node of `graph` or of its sub-graphs (Loop / If bodies) reads."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                names |= _names_read(sub)
+    return names
 
 
 def _register_erfc():
