@@ -1,10 +1,11 @@
 """CPU serving speed of a DeBERTa-v3-base-sized classifier: ours per backend in float32,
-`mixed_bfloat16` and int8 (`model.quantize("int8")`), our OpenVINO export in f32 and bf16 and
-(`--runtimes onnx`) our ONNX export in onnxruntime in float32 and with its int8 dynamic
-quantization, beside transformers (eager PyTorch), in the same run.
+`mixed_bfloat16` and int8 (`model.quantize("int8")`; TensorFlow both with XLA and as the plain
+graph a SavedModel serves), our OpenVINO export in f32 and bf16 and our ONNX export in onnxruntime
+in float32 and with its int8 dynamic quantization, beside transformers (eager PyTorch), in the
+same run.
 
     python benchmarks/serving.py [--backends tensorflow jax torch] [--repeats 5] [--quick]
-        [--runtimes openvino onnx]
+        [--runtimes openvino onnx]  (default: both)
 
 Random weights (microsoft/deberta-v3-base's architecture, 2 labels). Each Keras backend runs in its
 own subprocess; transformers and the runtimes run in the parent before and after them, and each
@@ -62,19 +63,29 @@ def run_worker(backend, repeats, quick):
 
     config = DebertaV2Config.from_dict(_config(quick))
     results = {}
+
+    def as_inputs(ids, mask):
+        return {"input_ids": ids, "attention_mask": mask}
+
     for variant in ("float32", "mixed_bfloat16", "int8"):
         keras.utils.set_random_seed(0)
         model = TFDebertaV2ForSequenceClassification(config, dtype="mixed_bfloat16" if variant == "mixed_bfloat16" else None)
         if variant == "int8":
             model.quantize("int8")
-        fn = _compiled(backend, model, lambda ids, mask: {"input_ids": ids, "attention_mask": mask})
-        for batch, length in SHAPES:
-            ids, mask = _inputs(batch, length, config.vocab_size)
-            if backend != "jax":
-                ids, mask = ops.convert_to_tensor(ids), ops.convert_to_tensor(mask)
-            results[f"{variant}|{batch}x{length}"] = batch * length / median_seconds(
-                lambda: ops.convert_to_numpy(fn(ids, mask)["logits"]), repeats)
-        del model, fn
+        compilations = {"": _compiled(backend, model, as_inputs)}
+        if backend == "tensorflow":
+            # A TF SavedModel serves the graph without XLA (oneDNN's kernels): timed beside XLA.
+            import tensorflow as tf
+
+            compilations[" graph"] = tf.function(lambda ids, mask, m=model: m(as_inputs(ids, mask)), jit_compile=False)
+        for suffix, fn in compilations.items():
+            for batch, length in SHAPES:
+                ids, mask = _inputs(batch, length, config.vocab_size)
+                if backend != "jax":
+                    ids, mask = ops.convert_to_tensor(ids), ops.convert_to_tensor(mask)
+                results[f"{variant}{suffix}|{batch}x{length}"] = batch * length / median_seconds(
+                    lambda: ops.convert_to_numpy(fn(ids, mask)["logits"]), repeats)
+        del model, fn, compilations
     print(json.dumps(results))
 
 
@@ -170,9 +181,8 @@ def main():
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 layers instead of 12 (smoke run)")
-    parser.add_argument("--runtimes", nargs="*", default=["openvino"], choices=["openvino", "onnx"],
-                        help="exported runtimes to time (default openvino; onnx: see the README for the "
-                             "memory tf2onnx needs to convert the full-size model)")
+    parser.add_argument("--runtimes", nargs="*", default=["openvino", "onnx"], choices=["openvino", "onnx"],
+                        help="exported runtimes to time (default both)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -54,6 +54,8 @@ import keras
 
 from layers.disentangled_attention import AUTO_BLOCK_MIN_LENGTH, DisentangledSelfAttention
 from presets import keras_compat, runtime_export
+from presets.export_signatures import (input_checks, input_signature, polymorphic_constraints, polymorphic_shapes,
+                                       shape_checks)
 from presets.model_io import runtime_index_checks_disabled
 from presets.runtime_export import RUNTIME_FORMATS
 from presets.sequence_limits import default_max_length
@@ -191,8 +193,7 @@ def export_saved_model(model, filepath, *, preprocessor=None, format="tf_saved_m
         if format in RUNTIME_FORMATS:
             graph = os.path.join(os.path.dirname(staging), "graph")  # the TensorFlow-graph SavedModel
             if backend == "tensorflow":
-                _export_in_process(model, graph, max_length=max_length)
-                runtime_export.convert(graph, staging, format)
+                _convert_in_process(model, graph, staging, format, max_length)
             else:  # JAX's SavedModel holds StableHLO, which no converter reads: trace under TensorFlow
                 _export_through_tensorflow(model, graph, max_length=max_length, convert_to=(format, staging))
             runtime_export.write_metadata(model, staging, format, max_length)
@@ -276,70 +277,7 @@ def _as_preprocessor(model, preprocessor, sequence_length, max_length):
                         f"(or a {cls.__name__}), got {type(preprocessor).__name__}") from None
 
 
-# --- signatures ----------------------------------------------------------------------------------
-def input_signature(model):
-    """{name: tf.TensorSpec} of `serving_default`: int32, dynamic batch (and choices) and length."""
-    import tensorflow as tf
-
-    shape = (None,) * int(getattr(model, "input_rank", 2))
-    return {name: tf.TensorSpec(shape, tf.int32, name=name) for name in model.export_input_names}
-
-
-def polymorphic_shapes(model):
-    """jax2tf shapes of the one (dict) argument: every input shares the symbolic batch and length."""
-    dims = "(batch, choices, length)" if int(getattr(model, "input_rank", 2)) == 3 else "(batch, length)"
-    return [{name: dims for name in model.export_input_names}]
-
-
-def polymorphic_constraints(model):
-    max_length = model.export_max_length()
-    return [] if max_length is None else [f"length <= {int(max_length)}"]
-
-
-def _runtime_rank(x):
-    """The rank of `x` as the request gives it. A SavedModel signature does not check the shapes
-    of what it is called with, and `tf.rank` of an input traced as [None, None] is folded into the
-    constant 2; the length of the runtime shape is not."""
-    import tensorflow as tf
-
-    return tf.reduce_sum(tf.cast(tf.shape(x) >= 0, tf.int32))
-
-
-def _shape_checks(name, x, rank, what):
-    """Asserts that `x` has `rank` axes and a non-empty batch (an empty one failed deep inside the
-    graph, in the pooler's slice)."""
-    import tensorflow as tf
-
-    return [tf.debugging.assert_equal(_runtime_rank(x), rank, message=f"{name} must have shape {what}"),
-            tf.debugging.assert_positive(tf.shape(x)[0], message=f"{name}: the batch is empty; send at least one row")]
-
-
-def _input_checks(model, inputs, max_length):
-    """TensorFlow asserts of the signature's inputs (see the module docstring)."""
-    import tensorflow as tf
-
-    ids = inputs["input_ids"]
-    rank = int(getattr(model, "input_rank", 2))
-    what = "[batch, num_choices, length]" if rank == 3 else "[batch, length]"
-    checks = [check for name, value in inputs.items() for check in _shape_checks(name, value, rank, what)]
-    checks.append(tf.debugging.assert_positive(
-        tf.shape(ids)[-1], message="input_ids: the sequence length is 0; give at least one token"))
-    for name, value in inputs.items():
-        if name != "input_ids":
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(value), tf.shape(ids), message=f"{name} must have the shape of input_ids"))
-    for name, upper in model.export_input_limits().items():
-        if name in inputs:
-            value = inputs[name]
-            checks.append(tf.debugging.assert_non_negative(value, message=f"{name} must be >= 0"))
-            checks.append(tf.debugging.assert_less(
-                value, tf.constant(int(upper), value.dtype), message=f"{name} must be < {int(upper)}"))
-    checks.append(tf.debugging.assert_less_equal(
-        tf.shape(ids)[-1], int(max_length),
-        message=f"input_ids: sequence length must be <= {int(max_length)} (this export's max_length)"))
-    return checks
-
-
+# --- tracing ---------------------------------------------------------------------------------------
 def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=None, *, max_length):
     import tensorflow as tf
     from keras import ops
@@ -372,7 +310,7 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
             archive._endpoint_names.remove("unchecked_forward")
 
         def checked(inputs):
-            with tf.control_dependencies(_input_checks(model, inputs, max_length)):
+            with tf.control_dependencies(input_checks(model, inputs, max_length)):
                 inputs = {name: tf.identity(value) for name, value in inputs.items()}
             return unchecked(inputs)
 
@@ -380,6 +318,17 @@ def _export_in_process(model, directory, text_preprocessor=None, jax2tf_kwargs=N
         if text_preprocessor is not None:
             _add_text_signatures(archive, model, text_preprocessor, checked)
         archive.write_out(directory, verbose=False)
+
+
+def _convert_in_process(model, graph, output_dir, format, max_length):
+    """The `format` artifact of a model on the TensorFlow backend: ONNX traced from the model itself,
+    OpenVINO and LiteRT converted from its SavedModel written to `graph` (presets/runtime_export.py)."""
+    if format == "onnx":
+        with runtime_index_checks_disabled(), _full_attention_below(model, max_length):
+            runtime_export.model_to_onnx(model, output_dir, input_signature(model), model.primary_output_names)
+    else:
+        _export_in_process(model, graph, max_length=max_length)
+        runtime_export.convert(graph, output_dir, format)
 
 
 @contextlib.contextmanager
@@ -412,7 +361,7 @@ def _add_text_signatures(archive, model, preprocessor, checked):
     names = tuple(model.export_text_signatures)
 
     def texts(*strings):  # each [B] tf.string, checked before the tokeniser sees it
-        checks = [check for n, t in zip(("text", "text_pair"), strings) for check in _shape_checks(n, t, 1, "[batch]")]
+        checks = [check for n, t in zip(("text", "text_pair"), strings) for check in shape_checks(n, t, 1, "[batch]")]
         with tf.control_dependencies(checks):
             return [tf.identity(t) for t in strings]
 
@@ -493,10 +442,11 @@ def _export_from_spec(spec_file):
         pre = spec["preprocessor"]
         cls = getattr(importlib.import_module(pre["module"]), pre["class"])
         text_preprocessor = cls.from_pretrained(pre["tokenizer_dir"], **pre["kwargs"])
-    _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
     if spec.get("convert_to"):
         format, directory = spec["convert_to"]
-        runtime_export.convert(spec["output"], directory, format)
+        _convert_in_process(model, spec["output"], directory, format, spec["max_length"])
+    else:
+        _export_in_process(model, spec["output"], text_preprocessor, max_length=spec["max_length"])
 
 
 # --- atomic write --------------------------------------------------------------------------------

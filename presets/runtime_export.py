@@ -1,4 +1,5 @@
-"""ONNX, OpenVINO and LiteRT artifacts, converted from the TensorFlow-graph SavedModel of presets/export.py.
+"""ONNX, OpenVINO and LiteRT artifacts, converted from TensorFlow graphs of the model (OpenVINO and
+LiteRT from the TensorFlow-graph SavedModel of presets/export.py).
 
 Every converter reads TensorFlow graphs, so every backend gets there the same way: TensorFlow traces
 the model in process; JAX and PyTorch save it as `.keras` and a KERAS_BACKEND=tensorflow subprocess
@@ -7,7 +8,11 @@ converters reads). Only the int32 `serving_default` signature converts: tokenisa
 (the tokenizers and pipelines do it), as for transformers' ONNX exports.
 
 What each converter needed:
-- ONNX (tf2onnx, opset 17): TensorFlow's exact GELU is an `Erfc` op, which tf2onnx lacks; it is
+- ONNX (tf2onnx, opset 17): traced from the Keras model itself, not from the SavedModel, with every
+  variable as a graph input (Keras' stateless call maps the variables onto them), and the weights
+  written back as initializers afterwards. Converted from the SavedModel, tf2onnx freezes every
+  variable into a constant and copies the constants through each of its passes, many times the
+  weights' size in memory (README, "Serving"). TensorFlow's exact GELU is an `Erfc` op, which tf2onnx lacks; it is
   written as 1 - Erf(x) here. tf2onnx's reshape optimiser folds the reshape that ends a rank-3
   `tensordot` (every Keras Dense on [B, L, d] inputs) into the next reshape's target shape and
   then computes that shape from the rank-2 product, so the converted graph fails at run time for
@@ -27,20 +32,25 @@ import contextlib
 import json
 import os
 
+import keras
+
 from presets import keras_compat
 
 RUNTIME_FORMATS = {"onnx": "model.onnx", "openvino": "model.xml", "litert": "model.tflite"}
 METADATA_FILE = "serving.json"
 ONNX_OPSET = 17
+# Graph inputs named so during tracing become the weights' initializers (model_to_onnx).
+WEIGHT_INPUT_PREFIX = "keras_weight_"
+# A protobuf holds at most 2 GB: above this many bytes of weights they go to one file beside it.
+ONNX_INLINE_LIMIT = 1 << 30
 
 
 def convert(saved_model_dir, output_dir, format):
-    """Converts the `serving_default` signature of a TensorFlow-graph SavedModel into `output_dir`."""
+    """Converts the `serving_default` signature of a TensorFlow-graph SavedModel into `output_dir`
+    (OpenVINO and LiteRT; ONNX is traced from the model: `model_to_onnx`)."""
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, RUNTIME_FORMATS[format])
-    if format == "onnx":
-        _to_onnx(saved_model_dir, target)
-    elif format == "openvino":
+    if format == "openvino":
         import openvino
 
         openvino.save_model(openvino.convert_model(saved_model_dir), target, compress_to_fp16=False)
@@ -52,7 +62,58 @@ def convert(saved_model_dir, output_dir, format):
         with open(target, "wb") as f:
             f.write(converter.convert())
     else:
-        raise ValueError(f"unknown runtime format {format!r}; one of {sorted(RUNTIME_FORMATS)}")
+        raise ValueError(f"unknown SavedModel-converted format {format!r}; one of 'openvino', 'litert'")
+    return target
+
+
+def model_to_onnx(model, output_dir, input_specs, output_names):
+    """Writes `model.onnx` for a Keras model on the TensorFlow backend (see the module docstring).
+
+    Args:
+        input_specs: {name: tf.TensorSpec} of the int32 inputs (graph inputs in sorted name order).
+        output_names: the model outputs to return, cast to float32 and named so.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from keras import ops
+
+    os.makedirs(output_dir, exist_ok=True)
+    target = os.path.join(output_dir, RUNTIME_FORMATS["onnx"])
+    variables = list(model.variables)
+    names = sorted(input_specs)
+    weight_names = [f"{WEIGHT_INPUT_PREFIX}{i}" for i in range(len(variables))]
+    weight_specs = [tf.TensorSpec(v.shape, v.dtype, name=n) for v, n in zip(variables, weight_names)]
+    specs = [tf.TensorSpec(input_specs[n].shape, input_specs[n].dtype, name=n) for n in names] + weight_specs
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serving(*arguments):  # the int32 inputs, then one tensor per variable
+        inputs, weights = dict(zip(names, arguments[:len(names)])), arguments[len(names):]
+        with keras.StatelessScope(state_mapping=list(zip(variables, weights))):
+            outputs = model(inputs, training=False)
+        return {n: tf.identity(ops.cast(outputs[n], "float32"), name=n) for n in output_names}
+
+    _register_erfc()
+    with _without_tf2onnx_reshape_optimizer():
+        proto, _ = tf2onnx.convert.from_function(serving, input_signature=specs, opset=ONNX_OPSET)
+    graph = proto.graph
+    by_name = dict(zip(weight_names, variables))
+    kept = [i for i in graph.input if i.name not in by_name]
+    if len(kept) != len(graph.input) - len(variables) or [i.name for i in kept] != names:
+        raise RuntimeError(f"tf2onnx renamed the graph inputs: {[i.name for i in graph.input][:8]}...")
+    del graph.input[:]
+    graph.input.extend(kept)
+    used = _names_read(graph)
+    size = 0
+    for name, variable in by_name.items():  # one variable at a time: no second copy of the model
+        if name not in used:  # e.g. dropout seed states: nothing at inference reads them
+            continue
+        value = keras.ops.convert_to_numpy(variable.value)
+        size += value.nbytes
+        graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    external = size > ONNX_INLINE_LIMIT
+    onnx.save(proto, target, save_as_external_data=external, all_tensors_to_one_file=True,
+              location=RUNTIME_FORMATS["onnx"] + ".data" if external else None)
     return target
 
 
@@ -74,22 +135,15 @@ def write_metadata(model, output_dir, format, max_length):
     model.config.save_pretrained(output_dir)
 
 
-def _to_onnx(saved_model_dir, target):
-    import tensorflow as tf
-    import tf2onnx
-
-    loaded = tf.saved_model.load(saved_model_dir)  # held: the signature's variables live as long as it
-    signature = loaded.signatures["serving_default"]
-    specs = [tf.TensorSpec(spec.shape, spec.dtype, name=name)
-             for name, spec in sorted(signature.structured_input_signature[1].items())]
-
-    @tf.function(input_signature=specs, autograph=False)
-    def serving(*inputs):
-        return signature(**{spec.name: value for spec, value in zip(specs, inputs)})
-
-    _register_erfc()
-    with _without_tf2onnx_reshape_optimizer():
-        tf2onnx.convert.from_function(serving, input_signature=specs, opset=ONNX_OPSET, output_path=target)
+def _names_read(graph):
+    """Every tensor name a node of `graph` or of its sub-graphs (Loop / If bodies) reads."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                names |= _names_read(sub)
+    return names
 
 
 def _register_erfc():

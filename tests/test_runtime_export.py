@@ -139,6 +139,33 @@ def test_hostile_requests_are_refused_before_the_runtime_and_never_crash_it(expo
     assert_close(exported(input_ids=ids)["logits"], to_numpy(model(ids).logits), tol=1e-5, what="after hostile")
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="converts in this process (the other backends "
+                    "convert in a TensorFlow subprocess, which the inline limit set here does not reach)")
+def test_onnx_weights_are_initializers_inline_or_in_a_data_file_and_quantized_models_convert(tmp_path, monkeypatch):
+    """The ONNX graph takes only the model's inputs (every weight is an initializer, none a graph
+    input), weights above the inline limit go to model.onnx.data beside it, and an int8-quantized
+    model converts with its int8 kernels and scales."""
+    onnx = pytest.importorskip("onnx")
+    from presets import runtime_export
+
+    keras.utils.set_random_seed(0)
+    model = kd.TFDebertaV2ForSequenceClassification(kd.DebertaV2Config(**TINY_V2))
+    model.build_with_dummy_inputs()
+    model.quantize("int8")
+    monkeypatch.setattr(runtime_export, "ONNX_INLINE_LIMIT", 0)
+    directory = str(tmp_path / "export")
+    model.export(directory, format="onnx")
+    assert os.path.getsize(os.path.join(directory, "model.onnx.data")) > 0
+    graph = onnx.load(os.path.join(directory, "model.onnx"), load_external_data=False).graph
+    assert [i.name for i in graph.input] == sorted(model.export_input_names)
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)
+    exported = ExportedModel(directory)
+    for ids, mask in _requests("v2_classifier", np.random.RandomState(1), model.config.vocab_size):
+        want = to_numpy(model(ids, attention_mask=mask)["logits"])
+        assert_close(exported(input_ids=ids, attention_mask=mask)["logits"], want, tol=1e-5,
+                     what=f"int8 onnx logits {ids.shape}")
+
+
 def test_formats_a_model_cannot_convert_to_are_refused_before_any_work(tmp_path):
     model = ks.TFDeepseekV2ForCausalLM(ks.DeepseekV2Config(**TINY_DEEPSEEK))
     with pytest.raises(ValueError, match="exports to onnx, openvino and tf_saved_model, not 'litert'"):
