@@ -113,7 +113,7 @@ class DistributionPlan:
         mesh = " x ".join(f"{n} {a!r}" for n, a in zip(self.mesh_shape, self.mesh_axis_names))
         lines = [f"{self.name}: {self.parameter_count / 1e9:.2f}B parameters, {self.dtype}"
                  + (f", {self.quantize}" if self.quantize else "") + f" ({_size(self.parameter_bytes_total)} in all)",
-                 f"mesh {mesh} ({math.prod(self.mesh_shape)} devices); tensor parallel on {self.model_axis!r}, "
+                 f"mesh {mesh} ({_devices(math.prod(self.mesh_shape))}); tensor parallel on {self.model_axis!r}, "
                  f"experts on {self.expert_axis!r}, batch on {self.data_axis!r}; batch {self.batch} x {self.seq_len} tokens",
                  "per device:",
                  f"  parameters   {_size(self.parameter_bytes):>12}",
@@ -152,6 +152,10 @@ def _grouped(layers):
         span = f"{first}" if first == last else f"{first}-{last}"
         out.append((f"{span} {kind}" + (" (each)" if len(run) > 1 else ""), run))
     return out
+
+
+def _devices(n):
+    return "1 device" if n == 1 else f"{n} devices"
 
 
 def _size(n):
