@@ -39,6 +39,17 @@ import os
 
 import keras
 import numpy as np
+# Private Keras: the list of variables a StatelessScope defers (see `abstract_model`), and the
+# config `quantize` resolves when none is given (see `_replace_quantizable`).
+from keras.src.backend.common import global_state
+from keras.src.quantizers.quantization_config import validate_and_resolve_config
+
+from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
+from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
+from layers.moe import RoutedExperts
+from presets.keras_compat import child_layers
+from presets.layout import check_layout
+from presets.registry import known_config
 
 _KINDS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
 _INT32 = 4
@@ -169,9 +180,6 @@ def _size(n):
 def resolve_config(config):
     """A DeepseekV2Config from a config, a dict, a registry name (presets/registry.py) or a path
     to a config.json (or its directory)."""
-    from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
-    from presets.registry import known_config
-
     if isinstance(config, DeepseekV2Config):
         return config
     if isinstance(config, dict):
@@ -194,10 +202,6 @@ def abstract_model(config, dtype=None, quantize=None):
     """(TFDeepseekV2ForCausalLM whose variables have paths, shapes and dtypes but no values, its
     parameter count before quantization). Nothing is allocated: usable at any size for bookkeeping,
     never for computing."""
-    from keras.src.backend.common import global_state  # the registry of deferred variables (below)
-
-    from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
-
     if quantize not in (None, "int8", "int4"):
         raise ValueError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
     before = {id(v) for v in global_state.get_global_attribute("uninitialized_variables") or []}
@@ -223,23 +227,19 @@ def _quantized_variables(model, mode):
     stores (the layer's own `quantized_build`), as `model.quantize(mode)` would, without values.
     Which layers: those `model.quantize` converts (Dense, EinsumDense, Embedding, the routed
     experts); the router and the norms stay float (their `quantize` is a no-op)."""
-    from layers.moe import RoutedExperts
-    from presets.keras_compat import child_layers
 
     # Keras collects garbage after each deleted variable; frozen, a collection skips the heap of a
     # 236B-parameter model's thousands of variables (the 60-layer model quantizes in seconds).
     gc.freeze()
     try:
-        _replace_quantizable(model, mode, RoutedExperts, child_layers)
+        _replace_quantizable(model, mode)
     finally:
         gc.unfreeze()
 
 
-def _replace_quantizable(model, mode, RoutedExperts, child_layers):
+def _replace_quantizable(model, mode):
     # The config Keras' quantize wrapper gives a layer when none is passed (int4: blocks of 128
     # inputs, with zero points and a group index).
-    from keras.src.quantizers.quantization_config import validate_and_resolve_config
-
     config = validate_and_resolve_config(mode, None)
     for layer in model._flatten_layers():
         if child_layers(layer):
@@ -284,8 +284,6 @@ def plan_distribution(config, mesh_shape, dtype="bfloat16", quantize=None, batch
         ValueError: an axis that does not divide what it splits (experts, heads, widths, the
             batch), names that are not mesh axes, sizes that are not positive.
     """
-    from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
-    from presets.layout import check_layout
 
     name = str(config) if isinstance(config, (str, os.PathLike)) else "DeepSeek-V2 config"
     config = resolve_config(config)
