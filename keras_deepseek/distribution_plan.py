@@ -227,9 +227,8 @@ def _quantized_variables(model, mode):
     stores (the layer's own `quantized_build`), as `model.quantize(mode)` would, without values.
     Which layers: those `model.quantize` converts (Dense, EinsumDense, Embedding, the routed
     experts); the router and the norms stay float (their `quantize` is a no-op)."""
-
-    # Keras collects garbage after each deleted variable; frozen, a collection skips the heap of a
-    # 236B-parameter model's thousands of variables (the 60-layer model quantizes in seconds).
+    # Keras collects garbage after each deleted variable; with the heap frozen, those collections
+    # skip the thousands of objects a large model already holds (as presets/adapters.py does).
     gc.freeze()
     try:
         _replace_quantizable(model, mode)
