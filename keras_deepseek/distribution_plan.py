@@ -41,12 +41,11 @@ import keras
 import numpy as np
 # Private Keras: the list of variables a StatelessScope defers (see `abstract_model`), and the
 # config `quantize` resolves when none is given (see `_replace_quantizable`).
-from keras.src.backend.common import global_state
-from keras.src.quantizers.quantization_config import validate_and_resolve_config
 
 from keras_deepseek.configuration_deepseek_v2 import DeepseekV2Config
 from keras_deepseek.modeling_deepseek_v2 import TFDeepseekV2ForCausalLM
 from layers.moe import RoutedExperts
+from presets import keras_compat
 from presets.keras_compat import child_layers
 from presets.layout import check_layout
 from presets.registry import known_config
@@ -204,21 +203,16 @@ def abstract_model(config, dtype=None, quantize=None):
     never for computing."""
     if quantize not in (None, "int8", "int4"):
         raise ValueError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
-    before = {id(v) for v in global_state.get_global_attribute("uninitialized_variables") or []}
     active = keras.distribution.distribution()
     keras.distribution.set_distribution(None)  # shapes only: nothing is placed on the user's mesh
     try:
-        with keras.StatelessScope(initialize_variables=False):
+        with keras_compat.never_initialised(), keras.StatelessScope(initialize_variables=False):
             model = TFDeepseekV2ForCausalLM(config, dtype=dtype)
             count = sum(math.prod(v.shape) for v in model.variables)
             if quantize:
                 _quantized_variables(model, quantize)
     finally:
         keras.distribution.set_distribution(active)
-        # Keras lists every variable created in a StatelessScope, to initialise them all when a
-        # later scope exits; these must never be (236B values), so they leave that list.
-        pending = global_state.get_global_attribute("uninitialized_variables") or []
-        global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) in before])
     return model, count
 
 
@@ -237,10 +231,8 @@ def _quantized_variables(model, mode):
 
 
 def _replace_quantizable(model, mode):
-    # The config Keras' quantize wrapper gives a layer when none is passed (int4: blocks of 128
-    # inputs, with zero points and a group index).
-    config = validate_and_resolve_config(mode, None)
-    for layer in model._flatten_layers():
+    config = keras_compat.default_quantization_config(mode)
+    for layer in keras_compat.all_layers(model):
         if child_layers(layer):
             continue
         if type(layer) in (keras.layers.Dense, keras.layers.EinsumDense):
