@@ -17,6 +17,7 @@ _EXPORTS = {
     "InputTooLongError": "keras_deepseek.pipelines", "pipeline": "keras_deepseek.pipelines",
     "DeepseekV2Tokenizer": "keras_deepseek.tokenization_deepseek_v2",
     "ExportedModel": "presets.runtimes",
+    **{name: "keras_deepseek.distribution_plan" for name in ("DistributionPlan", "plan_distribution")},
 }
 # The Auto classes (shared with keras_deberta) dispatch to these on a checkpoint's model_type;
 # DeepSeek-V2 checkpoints name LlamaTokenizerFast in tokenizer_config.json.

@@ -4,6 +4,8 @@
     cat prompts.txt | python -m keras_deepseek run --task text-generation --model DIR   # a prompt a line, a JSON line out
     python -m keras_deepseek convert --model DIR --output model.keras
     python -m keras_deepseek export --model DIR --output saved_model_dir
+    python -m keras_deepseek plan deepseek-ai/DeepSeek-V2 --mesh 1x8 [--dtype bfloat16] [--quantize int8]
+        [--batch 1] [--seq-len 4096] [--expert-axis batch]   # memory and communication per device
 
 The generic parts (commands, stdin, JSON lines, progress, errors) are presets/cli.py; this file
 says which tasks, model classes and generation options DeepSeek-V2 has.
@@ -75,8 +77,42 @@ FAMILY = CliFamily(
 )
 
 
+def plan_main(argv, stdout=None):
+    """`plan`: prints `plan_distribution`'s table (keras_deepseek/distribution_plan.py) for a
+    registry name or a config.json path; nothing is downloaded or allocated. The generic command
+    line (presets/cli.py) has no per-family commands, so this one is parsed here."""
+    from presets.cli import EXIT_FAILURE, EXIT_OK, OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog="keras_deepseek plan", description=plan_main.__doc__.split(";")[0])
+    parser.add_argument("config", help="a known checkpoint name (e.g. deepseek-ai/DeepSeek-V2) or a config.json path")
+    parser.add_argument("--mesh", default="1x1", help="devices per mesh axis, e.g. 1x8 or 2x8 (default 1x1)")
+    parser.add_argument("--axis-names", default="batch,model", help="the mesh axes' names (default batch,model)")
+    parser.add_argument("--model-axis", default="model", help="tensor-parallel axis (default model)")
+    parser.add_argument("--data-axis", default="batch", help="the axis the batch is split on (default batch)")
+    parser.add_argument("--expert-axis", default=None, help="the axis routed experts are split on (default: the model axis)")
+    parser.add_argument("--dtype", default="bfloat16", help="dtype policy (default bfloat16)")
+    parser.add_argument("--quantize", choices=("int8", "int4"), default=None)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=4096)
+    args = parser.parse_args(argv)
+    try:
+        from keras_deepseek.distribution_plan import plan_distribution
+
+        plan = plan_distribution(args.config, args.mesh, dtype=args.dtype, quantize=args.quantize, batch=args.batch,
+                                 seq_len=args.seq_len, mesh_axis_names=tuple(args.axis_names.split(",")),
+                                 model_axis=args.model_axis, data_axis=args.data_axis, expert_axis=args.expert_axis)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(plan, file=stdout or sys.stdout)
+    return EXIT_OK
+
+
 def main(argv=None, stdin=None, stdout=None):
     """Runs the command line on `argv` (default sys.argv[1:]) and returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["plan"]:
+        return plan_main(argv[1:], stdout=stdout)
     return cli_main(FAMILY, argv, stdin=stdin, stdout=stdout)
 
 

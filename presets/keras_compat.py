@@ -27,6 +27,37 @@ def child_layers(layer):
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def all_layers(layer):
+    """`layer` and every layer below it, each once (what `Model.layers` walks, recursively)."""
+    return list(layer._flatten_layers())
+
+
+@contextlib.contextmanager
+def never_initialised():
+    """Variables created inside stay without values for good. Keras lists every variable created in
+    `StatelessScope(initialize_variables=False)` and initialises them all when a later scope exits;
+    ones made for bookkeeping only (e.g. the 236B shapes of a memory plan) leave that list here.
+    No public API says "abstract variable"; `keras.Variable` on a jax ShapeDtypeStruct would."""
+    from keras.src.backend.common import global_state
+
+    key = "uninitialized_variables"
+    before = {id(v) for v in global_state.get_global_attribute(key) or []}
+    try:
+        yield
+    finally:
+        pending = global_state.get_global_attribute(key) or []
+        global_state.set_global_attribute(key, [v for v in pending if id(v) in before])
+
+
+def default_quantization_config(mode):
+    """The config Keras' `quantize` wrapper gives a layer when none is passed (int4: blocks of 128
+    inputs, zero points and a group index). Public form: `keras.quantizers.QuantizationConfig`
+    subclasses, whose defaults this resolves the same way."""
+    from keras.src.quantizers.quantization_config import validate_and_resolve_config
+
+    return validate_and_resolve_config(mode, None)
+
+
 def delete_layer_variables(layer, names):
     """Deletes the variables `layer.<name>` (e.g. LoRA factors) from a built layer, whose variable
     tracker is locked after build. Keras' own `enable_lora` / `quantize` unlock it the same way;
