@@ -26,6 +26,7 @@ import numpy as np
 
 from layers.moe import RoutedExperts
 from presets import keras_compat
+from presets.adapters import deferred_garbage_collection
 from presets.keras_compat import deferred_initialisation
 from presets.mapping import PERMUTATIONS, StackSlice, numpy_dtype, variable_of
 from presets.placement import assign_from_host, assign_permuted
@@ -62,15 +63,21 @@ def load_quantized(cls, config, model_kwargs, tensors, source, mode, ignore_mism
     with keras_compat.unallocated_variables(), deferred_initialisation() as created:
         model = cls(config, **model_kwargs)
     sink = QuantizingSink(model, mode, created)
+    # Each quantized layer deletes its float kernel, and Keras collects garbage after each deletion.
+    with deferred_garbage_collection():
+        _load(model, sink, tensors, source, ignore_mismatched_sizes, created)
+    keras_compat.retrack_torch_variables(model)
+    model._reset_compiled_functions()
+    return model
+
+
+def _load(model, sink, tensors, source, ignore_mismatched_sizes, created):
     try:
         model.load_info = model.load_hf_tensors(tensors, source=source,
                                                 ignore_mismatched_sizes=ignore_mismatched_sizes, sink=sink)
         sink.finish()
     finally:
         keras_compat.forget_unallocated([v for v, _ in created] + list(model.variables))
-    keras_compat.retrack_torch_variables(model)
-    model._reset_compiled_functions()
-    return model
 
 
 def _leaf_layers(model):
