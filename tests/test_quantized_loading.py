@@ -158,7 +158,6 @@ _PEAK = textwrap.dedent("""
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     before = rss()
     model = ks.TFDeepseekV2ForCausalLM.from_pretrained(directory, quantize=None if kind == "float" else kind)
-    weights = sum(int(v.numpy().nbytes) if hasattr(v, "numpy") else 0 for v in model.weights)
     print(json.dumps({"peak": rss() - before}))
 """)
 
@@ -190,3 +189,44 @@ def test_quantized_load_peak_stays_below_the_float_model(tmp_path):
     assert float_peak >= 0.9 * float_bytes  # the measurement sees a float model
     assert int8_peak < 0.6 * float_bytes
     assert int4_peak < int8_peak
+
+
+# --- under a keras.distribution layout (JAX, 2 simulated CPU devices in a subprocess) -----------
+_DISTRIBUTED = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import keras, numpy as np
+    import keras_deepseek as ks
+    from harness import example_inputs, to_numpy
+    directory = sys.argv[1]
+    mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"), keras.distribution.list_devices())
+    layout = ks.TFDeepseekV2ForCausalLM.get_layout_map(mesh, expert_parallel_dim_name="model")
+    with keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch").scope():
+        for mode in ("int8", "int4"):
+            want = ks.TFDeepseekV2ForCausalLM.from_pretrained(directory)
+            want.quantize(mode)
+            got = ks.TFDeepseekV2ForCausalLM.from_pretrained(directory, quantize=mode)
+            g = {v.path.split("/", 1)[1]: v for v in got.weights}
+            for path, v in ((v.path.split("/", 1)[1], v) for v in want.weights):
+                assert g[path].value.sharding.is_equivalent_to(v.value.sharding, len(v.shape)), path
+                assert np.array_equal(to_numpy(g[path]), to_numpy(v)), path
+            experts = got.model.decoder_layers[-1].mlp.experts
+            assert str(experts.gate_kernel.dtype) == "int8"
+            assert {s.data.shape[0] for s in experts.gate_kernel.value.addressable_shards} == {3}  # 6 experts / 2
+            x = example_inputs(got)
+            assert np.array_equal(to_numpy(got(x).logits), to_numpy(want(x).logits))
+    print("ok")
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution's model parallelism runs on JAX")
+def test_quantize_while_loading_under_a_model_parallel_layout(tmp_path):
+    # Every variable laid out as load-then-quantize lays it out, the experts split over the devices.
+    directory = _checkpoint(tmp_path, ds.build_hf_model(ds.hf_config("lite", vocab_size=100), seed=7), "lite")
+    tests = os.path.join(ROOT, "tests")
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               PYTHONPATH=os.pathsep.join([ROOT, tests, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _DISTRIBUTED, directory], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
