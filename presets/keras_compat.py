@@ -266,3 +266,18 @@ def forget_unallocated(variables):
     if pending:
         ids = {id(v) for v in variables}
         pending[:] = [v for v in pending if id(v) not in ids]
+
+
+def release_storage(variable):
+    """Drops the storage of a variable its layer no longer holds (a float kernel that `quantize`
+    replaced) while other objects (a loader's checkpoint table) still refer to it. Keras frees a
+    deleted variable only when its last reference goes; there is no public way to free it sooner.
+    The variable reads as unallocated afterwards. (On PyTorch the layer's parameter list held it
+    too: rebuild that list with `retrack_torch_layer`.)"""
+    variable._value = None
+
+
+def retrack_torch_layer(layer):
+    """`retrack_torch_variables` for one layer (after its variables were replaced)."""
+    if keras.backend.backend() == "torch":
+        layer._track_variables()

@@ -167,12 +167,19 @@ class QuantizingSink:
         """What `model.quantize(mode)` does to one leaf layer (its loop, without its warnings)."""
         self.quantized.add(id(layer))
         self._initialise_unloaded(layer.weights)
+        before = list(layer.weights)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
             try:
                 layer.quantize(self.mode, type_check=True, config=None)
             except (NotImplementedError, AttributeError):
-                pass  # no quantized form (norms, convolutions, subclasses): stays float
+                return  # no quantized form (norms, convolutions, subclasses): stays float
+        # The checkpoint table still refers to the replaced float kernel: free its storage now.
+        kept = {id(v) for v in layer.weights}
+        for variable in before:
+            if id(variable) not in kept:
+                keras_compat.release_storage(variable)
+        keras_compat.retrack_torch_layer(layer)
 
     def finish(self):
         """Variables no tensor filled get their initial values (in build order, as a plain load's
