@@ -207,19 +207,18 @@ class RoutedExperts(keras.layers.Layer):
                                                            dtype="float32", initializer="ones", trainable=False))
         self._is_quantized = True
 
-    def quantize(self, mode=None, type_check=True, config=None):
+    def quantize(self, mode=None, type_check=True, config=None, float_kernels=True):
+        """Keras' quantize protocol for the three expert stacks. `float_kernels=False` creates the
+        integer variables without reading float kernels (a loader that never allocated them then
+        fills each expert with `quantized_expert_values` and assigns the stacks)."""
         if mode not in self._QMAX:
             raise NotImplementedError(f"RoutedExperts supports quantize('int8') and quantize('int4'), not {mode!r}")
         # (Keras' quantize wrapper has already refused a second quantization and unlocked the tracker.)
-        qmax = self._QMAX[mode]
         values = {}
         for name in self.KERNELS:
-            w = np.asarray(ops.convert_to_numpy(getattr(self, name)), dtype=np.float32)  # [E, in, out]
-            scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / qmax  # [E, 1, out]
-            q = np.clip(np.round(w / scale), -qmax, qmax).astype(np.int8)
-            if mode == "int4":
-                q = np.asarray(ops.convert_to_numpy(keras.quantizers.pack_int4(q, axis=1)[0]))
-            values[name] = (q, scale)
+            if float_kernels:
+                w = np.asarray(ops.convert_to_numpy(getattr(self, name)), dtype=np.float32)  # [E, in, out]
+                values[name] = self.quantized_expert_values(w, mode)
             delattr(self, name)
         self.quantized_build(mode)
         for name, (q, scale) in values.items():
@@ -227,6 +226,19 @@ class RoutedExperts(keras.layers.Layer):
             getattr(self, name + "_scale").assign(scale)
         # Recorded as Keras records it for Dense: `<mode>_from_<previous policy>`.
         self.dtype_policy = keras.dtype_policies.get(f"{mode}_from_{self.dtype_policy.name}")
+
+    @classmethod
+    def quantized_expert_values(cls, w, mode):
+        """(integer values, float32 scale) of float32 kernels [..., in, out]: one scale per output
+        channel over the input axis, so a stack [E, in, out] and each expert [in, out] on its own
+        give the same bytes (a loader quantizes one expert at a time)."""
+        qmax = cls._QMAX[mode]
+        axis = w.ndim - 2
+        scale = np.maximum(np.abs(w).max(axis=axis, keepdims=True), 1e-12) / qmax  # [..., 1, out]
+        q = np.clip(np.round(w / scale), -qmax, qmax).astype(np.int8)
+        if mode == "int4":
+            q = np.asarray(ops.convert_to_numpy(keras.quantizers.pack_int4(q, axis=axis)[0]))
+        return q, scale
 
     # Keras dispatches calls of a quantized layer to `_<mode>_call`; ours is the same code path.
     def _int8_call(self, *args, **kwargs):

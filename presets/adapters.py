@@ -42,7 +42,7 @@ class AdaptersMixin:
             raise ValueError("quantize() with LoRA adapters enabled: call merge_lora() first (or quantize "
                              "the float model and enable_lora() afterwards to train adapters on top)")
         self.build_with_dummy_inputs()
-        with _deferred_garbage_collection(), warnings.catch_warnings():
+        with deferred_garbage_collection(), warnings.catch_warnings():
             # Norms, convolutions and the float32 router have no quantized form: not worth a warning each.
             warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
             super().quantize(mode, config=config, filters=filters, **kwargs)
@@ -92,7 +92,7 @@ class AdaptersMixin:
         unknown = sorted(set(quantized_layers) - set(layers))
         if unknown:
             raise ValueError(f"the saved config quantizes layers this {type(self).__name__} does not have: {unknown}")
-        with _deferred_garbage_collection():
+        with deferred_garbage_collection():
             for path, (mode, config) in quantized_layers.items():
                 config = keras.saving.deserialize_keras_object(config) if config else None
                 layers[path].quantize(mode, config=config, type_check=False)
@@ -176,7 +176,7 @@ class AdaptersMixin:
             raise NotImplementedError(
                 f"merge_lora on quantized layers ({quantized[0]}, ...) is not supported: save('x.keras') "
                 "stores them merged and re-quantized, or enable LoRA on the float model")
-        with _deferred_garbage_collection():
+        with deferred_garbage_collection():
             for layer in adapted.values():
                 _merge_lora_layer(layer)
         for v in self.__dict__.pop("_lora_frozen", []):
@@ -214,7 +214,7 @@ def _merge_lora_layer(layer):
 
 
 @contextlib.contextmanager
-def _deferred_garbage_collection():
+def deferred_garbage_collection():
     """Keras runs gc.collect() after every variable it deletes (to free device memory at once);
     with TensorFlow, JAX and torch loaded each full collection walks a large heap, and quantizing
     or merging deletes hundreds of variables. `gc.freeze()` puts every object that exists now out

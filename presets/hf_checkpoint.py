@@ -13,6 +13,7 @@ from presets.lazy_init import initialise_remaining
 from presets.loading_options import pop_loading_options, refuse_unknown_keywords
 from presets.load_dtype import resolve_load_policy
 from presets.mapping import HostReader, hf_tensor_layout, load_tensors_into, spec_order, variable_of
+from presets.quantized_loading import check_quantize_policy, check_quantize_request, load_quantized
 from presets.readers import open_checkpoint
 from presets.writers import save_safetensors_checkpoint
 
@@ -32,7 +33,7 @@ class HFCheckpointMixin:
 
     @classmethod
     def from_pretrained(cls, name_or_path, *, config=None, revision=None, ignore_mismatched_sizes=False,
-                        dtype=None, remat=False, torch_dtype=None, **config_overrides):
+                        dtype=None, remat=False, torch_dtype=None, quantize=None, **config_overrides):
         """Builds the model from an HF checkpoint directory or Hub id and loads its weights exactly.
 
         Args:
@@ -50,6 +51,12 @@ class HFCheckpointMixin:
                 on its own, so a bf16 checkpoint loaded as bf16 never exists in float32.
                 `torch_dtype` is transformers' older name for it.
             remat: passed to the constructor (recompute each block in the backward pass).
+            quantize: "int8" or "int4" to quantize while loading: the same variables, values
+                and layout as `from_pretrained(...)` then `model.quantize(mode)`, made tensor by
+                tensor as the shards stream in, so the float model never exists (the peak is the
+                quantized model plus about one layer's float kernel; presets/quantized_loading.py).
+                `dtype` is the float dtype the weights pass through and the non-quantized ones
+                keep. Any other value is a ValueError before anything is read.
             **config_overrides: config fields to change, e.g. `num_labels=3`, and transformers'
                 loading keywords (token, cache_dir, revision, local_files_only, force_download,
                 subfolder, from_pt / from_tf / use_safetensors, trust_remote_code;
@@ -62,6 +69,7 @@ class HFCheckpointMixin:
         starts with a freshly initialised head and a warning, as in transformers; tensors of other
         heads are ignored and listed in `model.load_info["ignored"]`.
         """
+        mode = check_quantize_request(quantize)  # before anything is read
         if torch_dtype is not None:
             if dtype is not None and dtype != torch_dtype:
                 raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass dtype only")
@@ -84,6 +92,11 @@ class HFCheckpointMixin:
         check_against_checkpoint(config, tensors, source)
         policy = resolve_load_policy(dtype, config, tensors)
         model_kwargs = {"remat": remat} if policy is None else {"remat": remat, "dtype": policy}
+        if mode is not None:
+            check_quantize_policy(mode, policy)
+            model = load_quantized(cls, config, model_kwargs, tensors, source, mode, ignore_mismatched_sizes)
+            model.config.dtype = model.dtype_policy.variable_dtype
+            return model
         # Every variable starts unfilled instead of with a random draw the checkpoint would
         # overwrite; the ones it does not provide (a new head) get their initial values afterwards.
         with deferred_initialisation() as created:
@@ -98,7 +111,7 @@ class HFCheckpointMixin:
         model.config.dtype = model.dtype_policy.variable_dtype  # what the variables now hold
         return model
 
-    def load_hf_tensors(self, tensors, source="<tensors>", ignore_mismatched_sizes=False):
+    def load_hf_tensors(self, tensors, source="<tensors>", ignore_mismatched_sizes=False, sink=None):
         self._refuse_if_not_plain("load HF tensors into")
         tensors = self.rename_checkpoint_tensors(tensors, source)
         specs = self.hf_weight_specs()
@@ -119,6 +132,7 @@ class HFCheckpointMixin:
             ignorable=self.ignorable_checkpoint_keys,
             allow_missing=optional,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
+            sink=sink,
         )
 
     def rename_checkpoint_tensors(self, tensors, source):

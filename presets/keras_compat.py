@@ -261,3 +261,54 @@ def stored_weights_bytes_being_loaded():
         return None
     finally:
         del frame
+
+
+@contextlib.contextmanager
+def unallocated_variables():
+    """Within the block, new variables get a shape, dtype and path but no storage (Keras' public
+    `StatelessScope(initialize_variables=False)`), so a model of any size is built for free; each
+    variable then gets its storage from `allocate`, or is deleted before it ever had one (a float
+    kernel that a quantized one replaces). Keras keeps every such variable in a private global
+    list and would allocate all of them when the next stateless scope closes: `forget_unallocated`
+    takes them off it."""
+    with keras.StatelessScope(initialize_variables=False):
+        yield
+
+
+def is_allocated(variable):
+    """Whether the variable has its storage (see `unallocated_variables`); Keras has no public test."""
+    return getattr(variable, "_value", True) is not None
+
+
+def allocate(variable):
+    """Gives a variable made in `unallocated_variables` its storage, from its own initializer
+    (Keras' private `_deferred_initialize`, what the end of a stateless scope runs for all)."""
+    if not is_allocated(variable):
+        variable._deferred_initialize()
+
+
+def forget_unallocated(variables):
+    """Takes `variables` off Keras' list of variables awaiting storage (private global state, no
+    public API): they are either allocated already (Keras would refuse to allocate them again) or
+    were replaced and must never cost memory."""
+    from keras.src.backend.common import global_state
+
+    pending = global_state.get_global_attribute("uninitialized_variables")
+    if pending:
+        ids = {id(v) for v in variables}
+        pending[:] = [v for v in pending if id(v) not in ids]
+
+
+def release_storage(variable):
+    """Drops the storage of a variable its layer no longer holds (a float kernel that `quantize`
+    replaced) while other objects (a loader's checkpoint table) still refer to it. Keras frees a
+    deleted variable only when its last reference goes; there is no public way to free it sooner.
+    The variable reads as unallocated afterwards. (On PyTorch the layer's parameter list held it
+    too: rebuild that list with `retrack_torch_layer`.)"""
+    variable._value = None
+
+
+def retrack_torch_layer(layer):
+    """`retrack_torch_variables` for one layer (after its variables were replaced)."""
+    if keras.backend.backend() == "torch":
+        layer._track_variables()

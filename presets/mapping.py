@@ -159,7 +159,7 @@ def _hf_shape(slot, transform):
 
 
 def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allow_missing=(),
-                      ignore_mismatched_sizes=False):
+                      ignore_mismatched_sizes=False, sink=None):
     """Assigns checkpoint tensors to Keras variables, one tensor at a time.
 
     Every name, shape and dtype is checked first (from the headers of lazily opened shards), so a
@@ -177,6 +177,10 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
         ignore_mismatched_sizes: skip (keep initialised) tensors whose shape differs instead of
             failing, as transformers' flag of that name (e.g. a classifier with another num_labels);
             each skipped tensor is named in a warning with both shapes.
+        sink: where each checked tensor goes once read: an object with `begin(specs, names)` (the
+            names about to arrive, after every check passed) and `put(name, slot, transform, array)`;
+            default: assigned to its variable as it is (presets/quantized_loading.py quantizes
+            instead).
     Returns:
         dict with "ignored" (checkpoint names not used: other task heads, ignorable names),
         "missing" (allowed missing names) and "mismatched" (skipped names).
@@ -231,10 +235,11 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     by_shard = {}
     for name in to_load:
         by_shard.setdefault(shard_of(tensors[name]), []).append(name)
-    stacks = _StackFiller()
+    sink = FloatSink() if sink is None else sink
+    sink.begin(specs, to_load)
     total = sum(tensor_nbytes(tensors[n].shape, tensors[n].dtype) for n in to_load)
     with byte_progress(total, f"Loading {os.path.basename(os.fspath(source))}") as advance:
-        _assign_by_shard(specs, tensors, by_shard, order, stacks, advance)
+        _assign_by_shard(specs, tensors, by_shard, order, sink, advance)
     release_free_memory()
     ignored = sorted(set(tensors) - set(specs)) + other_heads
     if other_heads:  # transformers' "Some weights of the model checkpoint ... were not used"
@@ -245,7 +250,23 @@ def load_tensors_into(specs, tensors, *, source, prefix=None, ignorable=(), allo
     return {"ignored": ignored, "missing": missing_ok, "mismatched": [n for n, _, _ in mismatched]}
 
 
-def _assign_by_shard(specs, tensors, by_shard, order, stacks, advance):
+class FloatSink:
+    """The plain load: each tensor assigned to its variable (stack entries through `_StackFiller`)."""
+
+    def __init__(self):
+        self.stacks = _StackFiller()
+
+    def begin(self, specs, names):
+        pass
+
+    def put(self, name, slot, transform, array):
+        if isinstance(slot, StackSlice):
+            self.stacks.put(slot, array, transform)  # copied (and cast) into the stack's buffer
+        else:
+            assign_permuted(slot, array, PERMUTATIONS[transform])  # cast + permuted by the backend
+
+
+def _assign_by_shard(specs, tensors, by_shard, order, sink, advance):
     """Reads, converts and assigns every tensor of `by_shard` ({shard: names}), one shard mapped at
     a time; `advance(nbytes)` after each (a progress bar)."""
     unreturned = 0  # bytes of host copies freed since the last trim
@@ -254,10 +275,7 @@ def _assign_by_shard(specs, tensors, by_shard, order, stacks, advance):
             for name in sorted(names, key=order.__getitem__):
                 slot, transform = specs[name]
                 array = materialise(tensors[name])  # [HF layout], the file's dtype
-                if isinstance(slot, StackSlice):
-                    stacks.put(slot, array, transform)  # copied (and cast) into the stack's buffer
-                else:
-                    assign_permuted(slot, array, PERMUTATIONS[transform])  # cast + permuted by the backend
+                sink.put(name, slot, transform, array)
                 advance(array.nbytes)
                 unreturned += 3 * array.nbytes
                 del array
