@@ -104,3 +104,23 @@ def test_extra_special_tokens_in_transformers_4_spelling(cls, tmp_path):
     assert tokenizer.additional_special_tokens == [] and tokenizer.additional_special_tokens_ids == []
     tokenizer.additional_special_tokens = None  # unset, as transformers' suite does
     assert tokenizer.additional_special_tokens is None
+    assert tokenizer.init_inputs == () and tokenizer.init_kwargs["vocab_file"] == str(tmp_path / "vocab.json")
+
+
+@pytest.mark.parametrize("cls", [kd.TFDebertaV2ForQuestionAnswering, kd.TFDebertaForSequenceClassification],
+                         ids=class_id)
+def test_fit_with_labels_as_y_dict_sample_weight_and_a_flat_metrics_list(cls):
+    """transformers' test_keras_fit: labels separate as {name: tensor}, one per-example weight
+    (Keras maps it onto the labels dict) and `metrics=[one metric]` on every head, QA's two outputs
+    included; the weighted loss equals the one with the labels inside the input dict."""
+    model = cls(tiny_config(cls, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    data = example_inputs(model, batch=4, with_labels=True)
+    names = [n for n in model.label_names if n in data]
+    labels = {n: data[n] for n in names}
+    inputs = {k: v for k, v in data.items() if k not in names}
+    weight = np.array([1.0, 0.5, 0.25, 0.0], dtype="float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), metrics=[keras.metrics.SparseCategoricalAccuracy()])
+    separate = model.fit(inputs, labels, sample_weight=weight, epochs=1, batch_size=4, verbose=0).history
+    inside = model.fit(data, sample_weight=weight, epochs=1, batch_size=4, verbose=0).history
+    np.testing.assert_allclose(separate["loss"][0], inside["loss"][0], rtol=1e-5)
+    assert [k for k in separate if k.endswith("accuracy")], separate.keys()
