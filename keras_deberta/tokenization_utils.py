@@ -117,6 +117,9 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
         if model_input_names is not None:
             self.model_input_names = list(model_input_names)
         self.init_kwargs = copy.deepcopy(dict(init_kwargs or {}))
+        # transformers' positional constructor arguments; every argument here is kept by name in
+        # init_kwargs (the vocabulary files included), so none is left positional.
+        self.init_inputs = ()
         self._added_decoder, self._added, self._added_flags, self._patterns = {}, {}, {}, {}
         self._special = {name: special_tokens.get(name) for name in SPECIAL_TOKEN_NAMES}
         self._extra_special = [as_added_token(t).content for t in (extra_special_tokens or [])]
