@@ -116,6 +116,10 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
         self.split_special_tokens = bool(split_special_tokens)
         if model_input_names is not None:
             self.model_input_names = list(model_input_names)
+        conflicting = sorted(k for k in (init_kwargs or {}) if callable(getattr(type(self), k, None)))
+        if conflicting:  # as transformers: a saved config key would shadow the method when reloaded
+            raise AttributeError(f"{', '.join(conflicting)} conflicts with the method of the same name in "
+                                 f"{type(self).__name__}; it cannot be a tokenizer argument")
         self.init_kwargs = copy.deepcopy(dict(init_kwargs or {}))
         # transformers' positional constructor arguments; every argument here is kept by name in
         # init_kwargs (the vocabulary files included), so none is left positional.

@@ -124,3 +124,13 @@ def test_fit_with_labels_as_y_dict_sample_weight_and_a_flat_metrics_list(cls):
     inside = model.fit(data, sample_weight=weight, epochs=1, batch_size=4, verbose=0).history
     np.testing.assert_allclose(separate["loss"][0], inside["loss"][0], rtol=1e-5)
     assert [k for k in separate if k.endswith("accuracy")], separate.keys()
+
+
+@pytest.mark.parametrize("cls", [kd.DebertaTokenizer, kd.DebertaTokenizerFast], ids=lambda c: c.__name__)
+def test_tokenizer_argument_named_like_a_method_is_refused(cls, tmp_path):
+    tokenizer = _toy_tokenizer(cls, tmp_path)
+    tokenizer.save_pretrained(str(tmp_path / "saved"))
+    for key in ("add_special_tokens", "get_vocab"):
+        with pytest.raises(AttributeError, match=f"{key} conflicts with the method"):
+            cls.from_pretrained(str(tmp_path / "saved"), **{key: True})
+    assert cls.from_pretrained(str(tmp_path / "saved"), model_max_length=9).model_max_length == 9
