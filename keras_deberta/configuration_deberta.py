@@ -59,13 +59,10 @@ def _parse_pos_att_type(value):
 
 
 def _validate(config):
-    """Values no model can be built from, refused by name (transformers would fail later, often
-    with a ZeroDivisionError). hidden_size % num_attention_heads is checked where transformers
-    checks it: when the attention layer is built."""
-    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    """Values refused at construction, by name. The sizes (vocab_size, hidden_size, layers, heads,
+    intermediate_size) are not among them: transformers accepts any integer there (its ConfigTester
+    builds configs with each set to 0 or 1), so they are checked where a model is built
+    (`check_buildable`, against `_FIELD_SPECS`), as is hidden_size % num_attention_heads."""
     if not config.layer_norm_eps > 0:
         raise ValueError(f"layer_norm_eps must be > 0, got {config.layer_norm_eps!r}")
     size = config.attention_block_size
@@ -152,8 +149,11 @@ class DebertaV2Config(_DebertaConfigBase):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.attention_head_size is None:
-            self.attention_head_size = self.hidden_size // self.num_attention_heads
+        heads = self.num_attention_heads
+        # Left unset for a head count no model can use (0 or not an integer): a config may hold it,
+        # the model build refuses it by name.
+        if self.attention_head_size is None and isinstance(heads, int) and heads > 0:
+            self.attention_head_size = self.hidden_size // heads
 
     @property
     def layer_norm_relative_table(self):

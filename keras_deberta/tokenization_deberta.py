@@ -10,6 +10,7 @@ transformers 4.x, with which the v1 MNLI checkpoints were trained, build `[CLS] 
 token types 0 for `[CLS] A [SEP]` and 1 for `B [SEP]`: `pair_layout="original"` gives that layout.
 """
 
+import functools
 import os
 
 from keras_deberta.tokenization_backend import (
@@ -130,13 +131,19 @@ class DebertaTokenizer(DebertaTokenizerBase):
         return config
 
 
+def _write_legacy_files(path, encoder, bpe_ranks):
+    return write_vocab_and_merges(path, encoder, bpe_ranks)
+
+
 class DebertaTokenizerFast(DebertaTokenizer):
     """`DebertaTokenizer` on the `tokenizers` library (same files, arguments and ids)."""
 
     def _make_model(self):
         encoder, bpe_ranks = self.encoder, self.bpe_ranks
+        # A partial, not a closure: tokenizers pickle (transformers' tokenizers do; multiprocessing
+        # data loaders and `datasets.map(num_proc=...)` rely on it).
         return TokenizersModel(build_bpe_tokenizer(encoder, bpe_ranks, self.add_prefix_space),
-                               save_legacy=lambda path: write_vocab_and_merges(path, encoder, bpe_ranks))
+                               save_legacy=functools.partial(_write_legacy_files, encoder=encoder, bpe_ranks=bpe_ranks))
 
     @property
     def backend_tokenizer(self):

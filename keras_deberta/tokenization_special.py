@@ -119,10 +119,14 @@ class SpecialTokensMixin:
                 self._extra_special.append(token.content)
         return added
 
-    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True):
+    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True,
+                           replace_additional_special_tokens=None):
         """Sets named special tokens ({"pad_token": "[PAD]", ...}) and extra ones
         ("extra_special_tokens" or "additional_special_tokens": [...]), adding those not yet known;
-        returns how many took a new id."""
+        returns how many took a new id. `replace_additional_special_tokens` is transformers 4's
+        name of `replace_extra_special_tokens`."""
+        if replace_additional_special_tokens is not None:
+            replace_extra_special_tokens = replace_additional_special_tokens
         tokens = dict(special_tokens_dict or {})
         if "additional_special_tokens" in tokens and not tokens.get("extra_special_tokens"):
             tokens["extra_special_tokens"] = tokens.pop("additional_special_tokens")
@@ -148,18 +152,27 @@ class SpecialTokensMixin:
 
     @property
     def additional_special_tokens(self):
-        """Special tokens beyond the named ones (transformers 4 name; 5 calls them extra_special_tokens)."""
+        """Special tokens beyond the named ones (transformers 4 name; 5 calls them
+        extra_special_tokens); None after being set to None, as transformers reads it."""
+        if not self._extra_special and getattr(self, "_extra_special_unset", False):
+            return None
         return list(self._extra_special)
 
     @additional_special_tokens.setter
     def additional_special_tokens(self, tokens):
+        self._extra_special_unset = tokens is None
         self._extra_special = [as_added_token(t).content for t in (tokens or [])]
 
     extra_special_tokens = additional_special_tokens
 
     @property
     def additional_special_tokens_ids(self):
+        """Ids of `additional_special_tokens`; settable (names the tokens of those ids), as in transformers."""
         return self.convert_tokens_to_ids(self._extra_special)
+
+    @additional_special_tokens_ids.setter
+    def additional_special_tokens_ids(self, ids):
+        self.additional_special_tokens = None if ids is None else [self.convert_ids_to_tokens(int(i)) for i in ids]
 
     extra_special_tokens_ids = additional_special_tokens_ids
 

@@ -116,7 +116,14 @@ class DebertaTokenizerBase(SpecialTokensMixin, EncodingMixin, IdsMixin):
         self.split_special_tokens = bool(split_special_tokens)
         if model_input_names is not None:
             self.model_input_names = list(model_input_names)
+        conflicting = sorted(k for k in (init_kwargs or {}) if callable(getattr(type(self), k, None)))
+        if conflicting:  # as transformers: a saved config key would shadow the method when reloaded
+            raise AttributeError(f"{', '.join(conflicting)} conflicts with the method of the same name in "
+                                 f"{type(self).__name__}; it cannot be a tokenizer argument")
         self.init_kwargs = copy.deepcopy(dict(init_kwargs or {}))
+        # transformers' positional constructor arguments; every argument here is kept by name in
+        # init_kwargs (the vocabulary files included), so none is left positional.
+        self.init_inputs = ()
         self._added_decoder, self._added, self._added_flags, self._patterns = {}, {}, {}, {}
         self._special = {name: special_tokens.get(name) for name in SPECIAL_TOKEN_NAMES}
         self._extra_special = [as_added_token(t).content for t in (extra_special_tokens or [])]

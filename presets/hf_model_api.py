@@ -58,8 +58,13 @@ class HFModelAPIMixin:
         return self.output_embedding_layer()
 
     def get_bias(self):
-        """{name: variable} of the LM decoder's bias, or None (transformers' TF `get_bias`)."""
-        return self.output_bias_variables()
+        """{name: variable} of the LM decoder's bias, or None (transformers' TF `get_bias`). On
+        TensorFlow each value is the `tf.Variable` itself, as transformers returned it (Keras 3
+        wraps it; TF code reads and assigns the tf.Variable); elsewhere the Keras variable."""
+        biases = self.output_bias_variables()
+        if biases is None or keras.backend.backend() != "tensorflow":
+            return biases
+        return {name: variable.value for name, variable in biases.items()}
 
     def set_bias(self, value):
         current = self.output_bias_variables()
@@ -67,6 +72,16 @@ class HFModelAPIMixin:
             raise ValueError(f"{type(self).__name__} has no output bias")
         for name, array in value.items():
             current[name].assign(np.asarray(ops.convert_to_numpy(array)).astype(current[name].dtype))
+
+    @classmethod
+    def can_generate(cls):
+        """Whether `generate` exists on this class (transformers' check before it writes a
+        generation_config.json)."""
+        return callable(getattr(cls, "generate", None))
+
+    def build_in_name_scope(self):
+        """transformers' TF models built their variables here; ours are built at construction."""
+        self.build()
 
     def get_lm_head(self):
         """The language-modelling head layer, or None."""
@@ -156,10 +171,11 @@ class HFModelAPIMixin:
 
     @property
     def dummy_inputs(self):
-        """Small inputs that run the model ({name: int32 array}): ones of shape [1, 2] (multiple
-        choice [1, 2, 2]), zero token types, as transformers' TF models build them."""
+        """Small inputs that run the model ({name: int32 tensor of the backend}, a tf.Tensor on
+        TensorFlow as transformers gave): ones of shape [1, 2] (multiple choice [1, 2, 2]), zero
+        token types, as transformers' TF models build them."""
         shape = (1,) + (2,) * (self.input_rank - 1)
-        return {name: (np.zeros if name == "token_type_ids" else np.ones)(shape, dtype="int32")
+        return {name: (ops.zeros if name == "token_type_ids" else ops.ones)(shape, dtype="int32")
                 for name in self.export_input_names}
 
     def serving(self, inputs):

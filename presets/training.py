@@ -39,10 +39,24 @@ class TrainingHooksMixin:
         # Remembered to tell "compiled without a loss" (train on the model's own) from a Keras
         # loss, and whether that loss is a dict by output name.
         self._user_loss = loss
+        kwargs["metrics"] = self._metrics_per_output(kwargs.get("metrics"))
         super().compile(optimizer, loss, *args, **kwargs)
         # PyTorch: Keras' Adam / AdamW step without its five parameter-sized temporaries (the
         # 128k-row embedding table made them most of a training step; see keras_compat).
         lean_torch_adam(self.optimizer)
+
+    def _metrics_per_output(self, metrics):
+        """A flat metrics list on a head with several primary outputs (QA's start and end logits):
+        applied to each output, as TF-Keras 2 did for transformers' TF models (Keras 3 wants one
+        list per output); each output gets its own metric objects."""
+        outputs = len(self.primary_output_names)
+        if outputs < 2 or not isinstance(metrics, (list, tuple)) or not metrics or \
+                any(isinstance(m, (list, tuple, dict)) for m in metrics):
+            return metrics
+
+        def fresh(metric):
+            return metric if isinstance(metric, str) else type(metric).from_config(metric.get_config())
+        return [list(metrics)] + [[fresh(m) for m in metrics] for _ in range(outputs - 1)]
 
     def compile_from_config(self, config):
         """`keras.saving.load_model` recompiling a saved compiled model: Keras' own version skips
@@ -110,9 +124,24 @@ class TrainingHooksMixin:
             return y_pred[self.primary_output_names[0]]
         return tuple(y_pred[n] for n in self.primary_output_names)
 
+    def _per_example_weight(self, sample_weight):
+        """One weight per example, as transformers' losses take it. Keras maps a single
+        `sample_weight` onto the structure of `y`, so with labels given as a dict (or list) it
+        arrives as {label name: weights}; each entry is that same per-example weight, and the first
+        label's is used."""
+        if isinstance(sample_weight, dict):
+            names = [n for n in self.label_names if sample_weight.get(n) is not None]
+            names += [n for n, v in sample_weight.items() if v is not None and n not in names]
+            return sample_weight[names[0]] if names else None
+        if isinstance(sample_weight, (list, tuple)):
+            present = [w for w in sample_weight if w is not None]
+            return present[0] if present else None
+        return sample_weight
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, ModelOutput):
             if self._uses_own_loss():
+                sample_weight = self._per_example_weight(sample_weight)
                 # compile() without a loss trains on the model's own loss, as HF's TF models did:
                 # labels come as `y`, or inside the input dict (the call then computed an
                 # unweighted `.loss`; with sample weights it is computed again, weighted).
