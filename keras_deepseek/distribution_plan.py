@@ -206,7 +206,7 @@ def abstract_model(config, dtype=None, quantize=None):
     active = keras.distribution.distribution()
     keras.distribution.set_distribution(None)  # shapes only: nothing is placed on the user's mesh
     try:
-        with keras_compat.never_initialised(), keras.StatelessScope(initialize_variables=False):
+        with keras_compat.never_initialised():
             model = TFDeepseekV2ForCausalLM(config, dtype=dtype)
             count = sum(math.prod(v.shape) for v in model.variables)
             if quantize:

@@ -34,19 +34,16 @@ def all_layers(layer):
 
 @contextlib.contextmanager
 def never_initialised():
-    """Variables created inside stay without values for good. Keras lists every variable created in
-    `StatelessScope(initialize_variables=False)` and initialises them all when a later scope exits;
-    ones made for bookkeeping only (e.g. the 236B shapes of a memory plan) leave that list here.
-    No public API says "abstract variable"; `keras.Variable` on a jax ShapeDtypeStruct would."""
-    from keras.src.backend.common import global_state
-
-    key = "uninitialized_variables"
-    before = {id(v) for v in global_state.get_global_attribute(key) or []}
+    """Variables created inside stay without values for good: `unallocated_variables`, and every
+    variable made in the block then leaves Keras' list of those awaiting storage (made for
+    bookkeeping only, e.g. the 236B shapes of a memory plan). No public API says "abstract
+    variable"; `keras.Variable` on a jax ShapeDtypeStruct would."""
+    before = {id(v) for v in _awaiting_storage()}
     try:
-        yield
+        with unallocated_variables():
+            yield
     finally:
-        pending = global_state.get_global_attribute(key) or []
-        global_state.set_global_attribute(key, [v for v in pending if id(v) in before])
+        forget_unallocated([v for v in _awaiting_storage() if id(v) not in before])
 
 
 def default_quantization_config(mode):
@@ -291,12 +288,18 @@ def forget_unallocated(variables):
     """Takes `variables` off Keras' list of variables awaiting storage (private global state, no
     public API): they are either allocated already (Keras would refuse to allocate them again) or
     were replaced and must never cost memory."""
-    from keras.src.backend.common import global_state
-
-    pending = global_state.get_global_attribute("uninitialized_variables")
+    pending = _awaiting_storage()
     if pending:
         ids = {id(v) for v in variables}
         pending[:] = [v for v in pending if id(v) not in ids]
+
+
+def _awaiting_storage():
+    """Keras' (private, global) list of the variables made in `unallocated_variables` that await
+    storage; the list itself, so that `forget_unallocated` edits it in place."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("uninitialized_variables") or []
 
 
 def release_storage(variable):

@@ -22,6 +22,7 @@ layers are quantized, at the end, as `from_pretrained` then `model.quantize` wou
 
 import warnings
 
+import keras
 import numpy as np
 
 from layers.moe import RoutedExperts
@@ -49,8 +50,6 @@ def check_quantize_request(quantize):
 def check_quantize_policy(mode, policy):
     """Keras refuses int8 with a float16 compute dtype (it overflows); refused here, before any
     tensor is read, rather than half-way through the load."""
-    import keras
-
     compute = (policy or keras.config.dtype_policy()).compute_dtype
     if mode == "int8" and compute == "float16":
         raise ValueError("quantize='int8' does not work with a float16 compute dtype (Keras refuses it): "
@@ -82,7 +81,7 @@ def _load(model, sink, tensors, source, ignore_mismatched_sizes, created):
 
 def _leaf_layers(model):
     """Every leaf layer once, in `model.quantize`'s visiting order."""
-    return [layer for layer in model._flatten_layers() if not keras_compat.child_layers(layer)]
+    return [layer for layer in keras_compat.all_layers(model) if not keras_compat.child_layers(layer)]
 
 
 class QuantizingSink:
@@ -151,8 +150,6 @@ class QuantizingSink:
 
     def _initialise_unloaded(self, variables):
         """Storage and initial value for each variable here that no tensor filled."""
-        import keras
-
         for variable in variables:
             if keras_compat.is_allocated(variable):
                 continue
